@@ -1,0 +1,48 @@
+"""MITA's backend API."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment; `config` overrides (tests use it)."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from . import cli, errors, health, logs, openapi
+    from .api import auth as auth_api
+    from .api import users as users_api
+    from .auth import guard
+    from .config import from_env
+    from .extensions import db, limiter, migrate
+
+    app = Flask(__name__)
+    os.makedirs(app.instance_path, exist_ok=True)
+    default_db = "sqlite:///" + os.path.join(app.instance_path, "mita.db")
+    app.config.update(from_env(default_database_url=default_db))
+    app.config.update(config or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    logs.init_app(app)  # first: every later hook and log line has the request id
+    errors.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(app.root_path, os.pardir, "migrations"),
+                     render_as_batch=True, compare_type=True)
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    limiter.init_app(app)
+    guard.init_app(app)
+    health.init_app(app)
+    openapi.init_app(app)
+    cli.init_app(app)
+    app.register_blueprint(auth_api.bp)
+    app.register_blueprint(users_api.bp)
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        hops = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    return app

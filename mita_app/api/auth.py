@@ -1,0 +1,151 @@
+"""/api/auth: register, login, refresh, logout, password change and session introspection."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from flask import Blueprint, Response, current_app, request
+from pydantic import BaseModel, Field
+
+from ..auth import current_principal, current_user, login_required
+from ..auth import service
+from ..auth.sessions import TokenPair, revoke_session, revoke_user_sessions, rotate
+from ..errors import MitaError
+from ..extensions import limiter
+from ..fields import CountryCode, Email, Income, Password, TimeZoneName
+from ..validation import SafeStr, Schema, body, json_body, no_content, ok, returns
+from .users import UserOut
+
+bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+
+class RegisterIn(Schema):
+    email: Email
+    password: Password
+    country: CountryCode | None = None
+    annual_income: Income | None = None
+    timezone: TimeZoneName | None = None
+
+
+class LoginIn(Schema):
+    email: Annotated[SafeStr, Field(min_length=1, max_length=320)]
+    password: Annotated[SafeStr, Field(min_length=1, max_length=1024)]
+
+
+class RefreshIn(Schema):
+    refresh_token: Annotated[SafeStr, Field(min_length=1, max_length=512)]
+
+
+class PasswordChangeIn(Schema):
+    current_password: Annotated[SafeStr, Field(min_length=1, max_length=1024)]
+    new_password: Password
+
+
+class TokenPairOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user: UserOut
+
+
+class SessionOut(BaseModel):
+    user_id: uuid.UUID
+    role: str
+    session_id: uuid.UUID
+    expires_at: datetime
+
+
+def _tokens(pair: TokenPair, status: int = 200) -> Response:
+    return ok(
+        TokenPairOut(
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            expires_in=pair.expires_in,
+            user=UserOut.model_validate(pair.user),
+        ),
+        status,
+    )
+
+
+def _limit(name: str) -> str:
+    return str(current_app.config[name])
+
+
+def _email_key() -> str:
+    """Rate-limit key for per-account limits: the email in the body, else the client address."""
+    try:
+        email = json_body().get("email")
+    except MitaError:  # a bad body is the view's to report, not the limiter's
+        email = None
+    if isinstance(email, str) and email.strip():
+        return "email:" + email.strip().lower()[:320]
+    return "ip:" + (request.remote_addr or "unknown")
+
+
+@bp.post("/register")
+@returns(TokenPairOut, 201)
+@limiter.limit(lambda: _limit("RATELIMIT_REGISTER_PER_IP"))
+@body(RegisterIn)
+def register(payload: RegisterIn) -> Response:
+    return _tokens(service.register(**payload.model_dump()), 201)
+
+
+@bp.post("/login")
+@returns(TokenPairOut)
+@limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_IP"))
+@limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_EMAIL"), key_func=_email_key)
+@body(LoginIn)
+def login(payload: LoginIn) -> Response:
+    return _tokens(service.login(payload.email, payload.password))
+
+
+@bp.post("/refresh")
+@returns(TokenPairOut)
+@limiter.limit(lambda: _limit("RATELIMIT_REFRESH_PER_IP"))
+@body(RefreshIn)
+def refresh(payload: RefreshIn) -> Response:
+    return _tokens(rotate(payload.refresh_token))
+
+
+@bp.post("/logout")
+@returns(None, 204)
+@login_required
+def logout() -> Response:
+    revoke_session(current_principal.session_id, "logout")
+    return no_content()
+
+
+@bp.post("/logout-all")
+@returns(None, 204)
+@login_required
+def logout_all() -> Response:
+    revoke_user_sessions(current_principal.user_id, "logout_all")
+    return no_content()
+
+
+@bp.post("/password")
+@returns(None, 204)
+@login_required
+@body(PasswordChangeIn)
+def change_password(payload: PasswordChangeIn) -> Response:
+    service.change_password(
+        current_principal, current_user, payload.current_password, payload.new_password
+    )
+    return no_content()
+
+
+@bp.get("/session")
+@returns(SessionOut)
+@login_required
+def session() -> Response:
+    return ok(
+        SessionOut(
+            user_id=current_principal.user_id,
+            role=current_principal.role,
+            session_id=current_principal.session_id,
+            expires_at=current_principal.token_expires_at,
+        )
+    )

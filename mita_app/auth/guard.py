@@ -1,0 +1,189 @@
+"""`login_required`: the one gate in front of every protected view.
+
+It verifies the access token locally, then checks that the token's session is still live and its
+user active and allowed. That check is cached per process for `AUTH_CACHE_TTL` seconds so a steady
+stream of requests does not cost a database round trip each. Credentials problems raise
+`AuthError` (401); a database that cannot answer raises through to the 503 handler.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast, overload
+
+from flask import Flask, current_app, g, request
+from sqlalchemy import select
+from werkzeug.local import LocalProxy
+
+from ..errors import InsufficientScope, InvalidToken, MissingCredentials
+from ..extensions import db
+from ..models import AuthSession, User
+from .tokens import decode_access_token
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXTENSION_KEY = "mita.session_cache"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What the database says about a session, as far as authorisation cares."""
+
+    user_id: uuid.UUID
+    role: str
+    live_until: datetime | None  # None: revoked, or its user is disabled
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    role: str
+    token_expires_at: datetime
+
+
+class SessionCache:
+    """A small thread-safe TTL cache of `SessionState` by session id."""
+
+    def __init__(self, ttl: float, max_size: int, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.max_size = max_size
+        self.clock = clock
+        self._entries: dict[uuid.UUID, tuple[float, SessionState]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session_id: uuid.UUID) -> SessionState | None:
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(session_id)
+            if entry is None:
+                return None
+            if entry[0] <= self.clock():
+                del self._entries[session_id]
+                return None
+            return entry[1]
+
+    def put(self, session_id: uuid.UUID, state: SessionState) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            now = self.clock()
+            if len(self._entries) >= self.max_size:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                while len(self._entries) >= self.max_size:
+                    del self._entries[next(iter(self._entries))]
+            self._entries[session_id] = (now + self.ttl, state)
+
+    def drop_session(self, session_id: uuid.UUID) -> None:
+        with self._lock:
+            self._entries.pop(session_id, None)
+
+    def drop_user(self, user_id: uuid.UUID) -> None:
+        with self._lock:
+            self._entries = {k: v for k, v in self._entries.items() if v[1].user_id != user_id}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def session_cache() -> SessionCache:
+    return cast(SessionCache, current_app.extensions[EXTENSION_KEY])
+
+
+def _load_session_state(session_id: uuid.UUID) -> SessionState | None:
+    row = db.session.execute(
+        select(
+            AuthSession.user_id,
+            AuthSession.revoked_at,
+            AuthSession.expires_at,
+            User.role,
+            User.is_active,
+        )
+        .join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.id == session_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    live = row.revoked_at is None and row.is_active
+    return SessionState(row.user_id, row.role, row.expires_at if live else None)
+
+
+def _bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.strip().partition(" ")
+    # RFC 6750 3.1: no credentials, or another scheme, gets a challenge without an error code.
+    if scheme.lower() != "bearer":
+        raise MissingCredentials()
+    token = credentials.strip()
+    if not token or any(c.isspace() for c in token):
+        raise InvalidToken("The Authorization header must hold exactly one bearer token.")
+    return token
+
+
+def authenticate() -> Principal:
+    """The caller's principal, from the request's bearer token."""
+    claims = decode_access_token(_bearer_token())
+    cache = session_cache()
+    state = cache.get(claims.session_id)
+    if state is None:
+        state = _load_session_state(claims.session_id)
+        if state is None:
+            raise InvalidToken("The session does not exist.")
+        cache.put(claims.session_id, state)
+    if state.user_id != claims.user_id:
+        raise InvalidToken()
+    if state.live_until is None or state.live_until <= datetime.now(UTC):
+        raise InvalidToken("The session has been revoked or has expired.")
+    return Principal(claims.user_id, claims.session_id, state.role, claims.expires_at)
+
+
+@overload
+def login_required(view: F) -> F: ...
+@overload
+def login_required(*, role: str | None = None) -> Callable[[F], F]: ...
+def login_required(view: F | None = None, *, role: str | None = None) -> Any:
+    """Require a valid access token (and, with `role`, that role) before the view runs."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = authenticate()
+            if role is not None and principal.role != role:
+                raise InsufficientScope()
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        wrapper.auth_role = role or "user"  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorator(view) if view is not None else decorator
+
+
+def _get_principal() -> Principal:
+    return cast(Principal, g.principal)
+
+
+def _get_user() -> User:
+    if "current_user" not in g:
+        user = db.session.get(User, _get_principal().user_id)
+        if user is None or not user.is_active:
+            raise InvalidToken("The session has been revoked or has expired.")
+        g.current_user = user
+    return cast(User, g.current_user)
+
+
+current_principal: Principal = cast(Principal, LocalProxy(_get_principal))
+current_user: User = cast(User, LocalProxy(_get_user))
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[EXTENSION_KEY] = SessionCache(
+        app.config["AUTH_CACHE_TTL"], app.config["AUTH_CACHE_SIZE"]
+    )

@@ -1,0 +1,105 @@
+"""The account flows behind /api/auth: register, login with lockout, password change."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from flask import current_app
+from sqlalchemy import case, update
+
+from ..errors import Forbidden, InvalidCredentials
+from ..extensions import db
+from ..models import User, utcnow
+from ..users import create_user, find_by_email, set_password
+from .guard import Principal
+from .passwords import burn_password_check, verify_password
+from .sessions import TokenPair, open_session
+
+log = logging.getLogger(__name__)
+
+
+def register(
+    email: str,
+    password: str,
+    *,
+    country: str | None = None,
+    annual_income: Decimal | None = None,
+    timezone: str | None = None,
+) -> TokenPair:
+    user = create_user(
+        email, password, country=country, annual_income=annual_income, timezone=timezone
+    )
+    pair = open_session(user)
+    db.session.commit()
+    return pair
+
+
+def _locked(user: User, now: datetime) -> bool:
+    return user.locked_until is not None and user.locked_until > now
+
+
+def _record_failure(user: User, now: datetime) -> None:
+    """Count a failed attempt atomically; enough of them within the window lock the account."""
+    config = current_app.config
+    window_start = now - timedelta(seconds=config["LOGIN_LOCKOUT_WINDOW"])
+    fresh_window = User.first_failed_login_at.is_(None) | (
+        User.first_failed_login_at < window_start
+    )
+    failures = db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(
+            failed_logins=case((fresh_window, 1), else_=User.failed_logins + 1),
+            first_failed_login_at=case((fresh_window, now), else_=User.first_failed_login_at),
+        )
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    if failures >= config["LOGIN_LOCKOUT_THRESHOLD"]:
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(
+                locked_until=now + timedelta(seconds=config["LOGIN_LOCKOUT_DURATION"]),
+                failed_logins=0,
+                first_failed_login_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        log.warning("account %s locked after %d failed logins", user.id, failures)
+    db.session.commit()
+
+
+def login(email: str, password: str) -> TokenPair:
+    """Unknown, wrong, locked and disabled all fail alike, in the same time."""
+    user = find_by_email(email)
+    now = utcnow()
+    if user is None or _locked(user, now):
+        burn_password_check(password)
+        raise InvalidCredentials()
+    if not verify_password(user.password_hash, password):
+        _record_failure(user, now)
+        raise InvalidCredentials()
+    if not user.is_active:
+        raise InvalidCredentials()
+    if user.failed_logins or user.first_failed_login_at or user.locked_until:
+        user.failed_logins = 0
+        user.first_failed_login_at = None
+        user.locked_until = None
+    pair = open_session(user)
+    db.session.commit()
+    return pair
+
+
+def change_password(principal: Principal, user: User, current: str, new: str) -> None:
+    """Set a new password after checking the current one; every other session ends."""
+    now = utcnow()
+    if _locked(user, now):
+        burn_password_check(current)
+        raise Forbidden("The current password is incorrect.", code="invalid_current_password")
+    if not verify_password(user.password_hash, current):
+        _record_failure(user, now)
+        raise Forbidden("The current password is incorrect.", code="invalid_current_password")
+    set_password(user, new, keep_session=principal.session_id)

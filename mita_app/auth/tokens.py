@@ -1,0 +1,104 @@
+"""Access tokens (JWTs we sign and verify locally) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+from flask import current_app
+
+from ..errors import InvalidToken
+
+REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "iss", "aud", "type")
+# Longest access token we will try to decode; ours are ~350 bytes.
+MAX_TOKEN_LENGTH = 2048
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_REFRESH_SHAPE = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{43}")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    expires_at: datetime
+
+
+def issue_access_token(user_id: uuid.UUID, session_id: uuid.UUID, session_expires: datetime) -> str:
+    config = current_app.config
+    now = int(datetime.now(UTC).timestamp())
+    # An access token never outlives the session it belongs to.
+    exp = min(now + config["ACCESS_TOKEN_TTL"], int(session_expires.timestamp()))
+    claims = {
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "exp": exp,
+        "iss": config["JWT_ISSUER"],
+        "aud": config["JWT_AUDIENCE"],
+        "type": "access",
+    }
+    return jwt.encode(claims, config["SECRET_KEY"], algorithm=config["JWT_ALGORITHM"])
+
+
+def _uuid_claim(claims: dict[str, object], name: str) -> uuid.UUID:
+    value = claims.get(name)
+    if not isinstance(value, str):
+        raise InvalidToken("The access token is malformed.")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidToken("The access token is malformed.") from None
+
+
+def decode_access_token(token: str) -> AccessClaims:
+    """Verify signature, algorithm, expiry, issuer, audience and type; else raise InvalidToken."""
+    if len(token) > MAX_TOKEN_LENGTH or not _JWT_SHAPE.fullmatch(token):
+        raise InvalidToken("The access token is malformed.")
+    config = current_app.config
+    try:
+        claims = jwt.decode(
+            token,
+            config["SECRET_KEY"],
+            algorithms=[config["JWT_ALGORITHM"]],
+            audience=config["JWT_AUDIENCE"],
+            issuer=config["JWT_ISSUER"],
+            options={"require": list(REQUIRED_CLAIMS)},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("The access token has expired.") from None
+    except (jwt.PyJWTError, ValueError, TypeError):
+        # PyJWTError covers every verification failure; ValueError/TypeError cover decoding
+        # oddities of crafted headers. None of them may become a 500.
+        raise InvalidToken() from None
+    if claims.get("type") != "access":
+        raise InvalidToken("The token is not an access token.")
+    exp = claims["exp"]
+    if not isinstance(exp, int):
+        raise InvalidToken("The access token is malformed.")
+    return AccessClaims(
+        user_id=_uuid_claim(claims, "sub"),
+        session_id=_uuid_claim(claims, "sid"),
+        expires_at=datetime.fromtimestamp(exp, UTC),
+    )
+
+
+def new_refresh_token(session_id: uuid.UUID) -> str:
+    """An opaque refresh token: the session id, then 256 random bits."""
+    return f"{session_id.hex}.{secrets.token_urlsafe(32)}"
+
+
+def parse_refresh_token(token: str) -> uuid.UUID | None:
+    """The session id a well-formed refresh token names, or None."""
+    if not _REFRESH_SHAPE.fullmatch(token):
+        return None
+    return uuid.UUID(hex=token[:32])
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

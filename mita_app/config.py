@@ -1,0 +1,162 @@
+"""Configuration read from the environment, in one place.
+
+Every setting has a development-safe default; `MITA_ENV=production` makes the app refuse to
+start without a strong `SECRET_KEY`. The README lists every variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+MIN_SECRET_KEY_BYTES = 32
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a configuration the app can safely run with."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if raw.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def normalize_database_url(url: str) -> str:
+    """Make Railway/Heroku style PostgreSQL URLs use psycopg2, the installed driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def engine_options(url: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """Pool and connection options: fail fast instead of hanging when the database is in trouble."""
+    backend = make_url(url).get_backend_name()
+    options: dict[str, Any] = {"pool_pre_ping": _bool(env, "DB_POOL_PRE_PING", True)}
+    # Parameters of failing statements would otherwise be rendered into exception messages,
+    # and from there into logs: they include password hashes and token digests.
+    options["hide_parameters"] = True
+    if backend == "sqlite":
+        if make_url(url).database in (None, "", ":memory:"):
+            return options
+        options["connect_args"] = {"timeout": _float(env, "DB_POOL_TIMEOUT", 3.0)}
+    options["pool_size"] = _int(env, "DB_POOL_SIZE", 5, minimum=1)
+    options["max_overflow"] = _int(env, "DB_MAX_OVERFLOW", 5)
+    options["pool_timeout"] = _float(env, "DB_POOL_TIMEOUT", 3.0)
+    options["pool_recycle"] = _int(env, "DB_POOL_RECYCLE", 1800)
+    if backend == "postgresql":
+        server_options = " ".join(
+            f"-c {name}={_int(env, var, default)}"
+            for name, var, default in (
+                ("statement_timeout", "DB_STATEMENT_TIMEOUT_MS", 5000),
+                ("lock_timeout", "DB_LOCK_TIMEOUT_MS", 3000),
+                ("idle_in_transaction_session_timeout", "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30000),
+            )
+        )
+        options["connect_args"] = {
+            "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT", 3, minimum=1),
+            "options": server_options,
+            "keepalives": 1,
+            "keepalives_idle": _int(env, "DB_KEEPALIVES_IDLE", 30, minimum=1),
+            "keepalives_interval": _int(env, "DB_KEEPALIVES_INTERVAL", 10, minimum=1),
+            "keepalives_count": _int(env, "DB_KEEPALIVES_COUNT", 3, minimum=1),
+            "application_name": env.get("DB_APPLICATION_NAME", "mita"),
+        }
+    return options
+
+
+def _secret_key(env: Mapping[str, str], production: bool) -> str:
+    key = env.get("SECRET_KEY", "")
+    if production:
+        if not key:
+            raise ConfigError("SECRET_KEY must be set when MITA_ENV=production")
+        if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes when MITA_ENV=production"
+            )
+        return key
+    if not key:
+        log.warning(
+            "SECRET_KEY is not set: using a random key for this process; "
+            "tokens will not survive a restart or work across workers"
+        )
+        return secrets.token_urlsafe(48)
+    return key
+
+
+def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str) -> dict[str, Any]:
+    """Build the Flask config mapping from environment variables."""
+    env = os.environ if env is None else env
+    mita_env = env.get("MITA_ENV", "development").strip().lower()
+    if mita_env not in {"development", "production"}:
+        raise ConfigError(f"MITA_ENV must be 'development' or 'production', got {mita_env!r}")
+    production = mita_env == "production"
+    database_url = normalize_database_url(env.get("DATABASE_URL") or default_database_url)
+    return {
+        "MITA_ENV": mita_env,
+        "SECRET_KEY": _secret_key(env, production),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url, env),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
+        "ACCESS_TOKEN_TTL": _int(env, "ACCESS_TOKEN_TTL", 900, minimum=1),
+        "REFRESH_TOKEN_TTL": _int(env, "REFRESH_TOKEN_TTL", 30 * 24 * 3600, minimum=1),
+        "JWT_ALGORITHM": env.get("JWT_ALGORITHM", "HS256"),
+        "JWT_ISSUER": env.get("JWT_ISSUER", "mita"),
+        "JWT_AUDIENCE": env.get("JWT_AUDIENCE", "mita-api"),
+        "AUTH_CACHE_TTL": _float(env, "AUTH_CACHE_TTL", 5.0),
+        "AUTH_CACHE_SIZE": _int(env, "AUTH_CACHE_SIZE", 10000, minimum=1),
+        "PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD", "scrypt"),
+        "LOGIN_LOCKOUT_THRESHOLD": _int(env, "LOGIN_LOCKOUT_THRESHOLD", 5, minimum=1),
+        "LOGIN_LOCKOUT_WINDOW": _int(env, "LOGIN_LOCKOUT_WINDOW", 900, minimum=1),
+        "LOGIN_LOCKOUT_DURATION": _int(env, "LOGIN_LOCKOUT_DURATION", 900, minimum=1),
+        "READY_TIMEOUT": _float(env, "READY_TIMEOUT", 1.0),
+        "RETRY_AFTER": _int(env, "RETRY_AFTER", 5, minimum=1),
+        "TRUSTED_PROXY_COUNT": _int(env, "TRUSTED_PROXY_COUNT", 0),
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_LOGIN_PER_IP": env.get("RATELIMIT_LOGIN_PER_IP", "60 per minute"),
+        "RATELIMIT_LOGIN_PER_EMAIL": env.get("RATELIMIT_LOGIN_PER_EMAIL", "10 per minute"),
+        "RATELIMIT_REGISTER_PER_IP": env.get("RATELIMIT_REGISTER_PER_IP", "30 per minute"),
+        "RATELIMIT_REFRESH_PER_IP": env.get("RATELIMIT_REFRESH_PER_IP", "120 per minute"),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+    }

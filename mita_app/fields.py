@@ -1,0 +1,66 @@
+"""Field types shared by request schemas: each validates and normalises one kind of value."""
+
+from __future__ import annotations
+
+import functools
+import re
+import zoneinfo
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+from .validation import SafeStr
+
+# ISO 3166-1 alpha-2, officially assigned codes.
+COUNTRY_CODES = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR
+    BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ
+    EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW
+    GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY
+    KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV
+    MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY
+    QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG
+    TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM
+    ZW
+    """.split()
+)
+# Deliberately simple: one @, no whitespace or control characters, a dot in the domain.
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+")
+
+
+def normalize_email(value: str) -> str:
+    return value.strip().lower()
+
+
+def _email(value: str) -> str:
+    value = normalize_email(value)
+    if len(value) > 254 or not _EMAIL.fullmatch(value):
+        raise ValueError("must be a valid email address")
+    return value
+
+
+def _country(value: str) -> str:
+    value = value.strip().upper()
+    if value not in COUNTRY_CODES:
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code")
+    return value
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _timezone(value: str) -> str:
+    if value not in _timezones():
+        raise ValueError("must be an IANA time zone name, such as Europe/Paris")
+    return value
+
+
+Email = Annotated[SafeStr, AfterValidator(_email)]
+Password = Annotated[SafeStr, Field(min_length=8, max_length=128)]
+CountryCode = Annotated[SafeStr, AfterValidator(_country)]
+TimeZoneName = Annotated[SafeStr, AfterValidator(_timezone)]
+Income = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]

@@ -1,0 +1,81 @@
+"""/health (the process is up) and /ready (the process can serve: its database answers)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from flask import Blueprint, Flask, Response, current_app
+from sqlalchemy import Engine, text
+
+from . import __version__
+from .errors import error_response
+from .extensions import db
+from .validation import ok
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+
+class DatabaseProbe:
+    """Runs `SELECT 1` in a helper thread so /ready answers within its deadline, whatever the
+    database does; while one probe is still stuck, later ones fail at once instead of piling up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: Future[None] | None = None
+
+    @staticmethod
+    def _select_one(engine: Engine, future: Future[None]) -> None:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            future.set_result(None)
+        except Exception as error:  # reported to /ready through the future
+            future.set_exception(error)
+
+    def check(self, engine: Engine, timeout: float) -> str | None:
+        """None if the database answered in time, else why not."""
+        with self._lock:
+            if self._running is not None and not self._running.done():
+                return "a previous check is still waiting for the database"
+            future: Future[None] = Future()
+            self._running = future
+        threading.Thread(
+            target=self._select_one, args=(engine, future), name="ready-probe", daemon=True
+        ).start()
+        try:
+            future.result(timeout=timeout)
+        except FutureTimeout:
+            return f"no answer within {timeout:g} s"
+        except Exception as error:
+            log.warning("readiness check failed: %s", type(error).__name__)
+            return f"{type(error).__name__}"
+        return None
+
+
+@bp.get("/health")
+def health() -> Response:
+    return ok({"status": "ok", "version": __version__})
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    probe: DatabaseProbe = current_app.extensions["mita.db_probe"]
+    failure = probe.check(db.engine, current_app.config["READY_TIMEOUT"])
+    if failure is None:
+        return ok({"status": "ok", "checks": {"database": {"ok": True}}})
+    return error_response(
+        503,
+        "service_unavailable",
+        "The database is not answering.",
+        headers={"Retry-After": str(current_app.config["RETRY_AFTER"])},
+        extra={"checks": {"database": {"ok": False, "error": failure}}},
+    )
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["mita.db_probe"] = DatabaseProbe()
+    app.register_blueprint(bp)

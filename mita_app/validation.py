@@ -1,0 +1,119 @@
+"""JSON in, JSON out: body parsing, schema validation and the success envelope.
+
+Schemas are pydantic models. `@body(Model)` parses and validates the request body before the view
+runs and passes the model instance as `payload`; `@returns(Model)` declares the `data` shape for
+the OpenAPI document. Both record what they declare on the view for `openapi.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from flask import Response, g, jsonify, request
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from .errors import BadRequest, UnsupportedMediaType, ValidationFailed
+
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
+
+
+class Schema(BaseModel):
+    """Base of request schemas: unknown fields are an error, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _no_unstorable_characters(value: str) -> str:
+    # PostgreSQL rejects NUL in text and psycopg2 cannot encode lone surrogates: refuse both
+    # here, with a field error, instead of failing later in the driver.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(_no_unstorable_characters)]
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object, or the 415/400 error that says why not."""
+    if "json_body" in g:
+        return g.json_body
+    if not request.mimetype == "application/json":
+        raise UnsupportedMediaType()
+    raw = request.get_data(cache=True)
+    try:
+        parsed = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    g.json_body = parsed
+    return parsed
+
+
+def field_errors(error: ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        name = ".".join(str(part) for part in item["loc"]) or "_body"
+        if item["type"] == "extra_forbidden":
+            message = "Unknown field."
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        fields.setdefault(name, message)
+    return fields
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ValidationFailed(fields=field_errors(error)) from None
+
+
+def body(model: type[BaseModel]) -> Callable[[F], F]:
+    """Validate the JSON body against `model` and pass it to the view as `payload`."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            kwargs["payload"] = validate(model, json_body())
+            return view(*args, **kwargs)
+
+        wrapper.request_schema = model  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def returns(model: type[BaseModel] | None, status: int = 200) -> Callable[[F], F]:
+    """Declare the success status and `data` shape of a view (for the OpenAPI document)."""
+
+    def decorator(view: F) -> F:
+        view.response_schema = (status, model)  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def ok(data: Any = None, status: int = 200) -> Response:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    response = jsonify({"success": True, "data": data})
+    response.status_code = status
+    return response
+
+
+def no_content() -> Response:
+    return Response(status=204)
