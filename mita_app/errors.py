@@ -93,8 +93,7 @@ class InvalidToken(AuthError):
     def headers(self) -> dict[str, str]:
         return {
             "WWW-Authenticate": (
-                f'Bearer realm="{REALM}", error="invalid_token", '
-                f'error_description="{self.message}"'
+                f'Bearer realm="{REALM}", error="invalid_token", error_description="{self.message}"'
             )
         }
 

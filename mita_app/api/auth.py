@@ -9,8 +9,7 @@ from typing import Annotated, Literal
 from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, Field
 
-from ..auth import current_principal, current_user, login_required
-from ..auth import service
+from ..auth import current_principal, current_user, login_required, service
 from ..auth.sessions import TokenPair, revoke_session, revoke_user_sessions, rotate
 from ..errors import MitaError
 from ..extensions import limiter
@@ -46,7 +45,7 @@ class PasswordChangeIn(Schema):
 class TokenPairOut(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int
     user: UserOut
 

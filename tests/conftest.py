@@ -1,0 +1,167 @@
+"""Fixtures: an app on SQLite and, when TEST_DATABASE_URL is set, the same app on PostgreSQL.
+
+Each test run creates its own PostgreSQL database (so concurrent runs never collide) and drops it
+at the end. Set MITA_REQUIRE_POSTGRES=1 to turn a missing PostgreSQL into a failure (CI does).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import make_url
+
+from mita_app import create_app
+from mita_app.config import from_env, normalize_database_url
+from mita_app.extensions import db
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+PASSWORD = "correct horse battery"
+# Cheap hashing keeps the suite fast; production uses scrypt.
+FAST_HASH = "pbkdf2:sha256:1000"
+NO_POSTGRES = (
+    "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+)
+
+
+def _admin_connection(url: str) -> Any:
+    parsed = make_url(normalize_database_url(url))
+    connection = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+        connect_timeout=3,
+    )
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test run, or None when none is configured."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        if os.environ.get("MITA_REQUIRE_POSTGRES") == "1":
+            pytest.fail("MITA_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        yield None
+        return
+    name = f"mita_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_connection(base)
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(normalize_database_url(base)).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def pg_url(postgres_url: str | None) -> str:
+    """The run's PostgreSQL URL; skips (visibly) when there is none."""
+    if postgres_url is None:
+        pytest.skip(NO_POSTGRES)
+    return postgres_url
+
+
+def env_for(database_url: str, **overrides: str) -> dict[str, str]:
+    return {
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": database_url,
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "RATELIMIT_ENABLED": "false",
+        "DB_POOL_TIMEOUT": "2",
+        **overrides,
+    }
+
+
+def build_app(database_url: str, *, create_schema: bool = True, **env: str) -> Flask:
+    """An app configured only from the given environment (never the process's own)."""
+    config = from_env(env_for(database_url, **env), default_database_url=database_url)
+    config["TESTING"] = True
+    app = create_app(config)
+    if create_schema:
+        with app.app_context():
+            db.drop_all()
+            db.create_all()
+    return app
+
+
+def _dispose(app: Flask) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/mita.db"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def app_factory(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Build more apps on the same database, e.g. to stand for another worker process."""
+    apps: list[Flask] = []
+
+    def factory(**env: str) -> Flask:
+        app = build_app(database_url, create_schema=not apps, **env)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        _dispose(app)
+
+
+@pytest.fixture
+def app(app_factory: Callable[..., Flask]) -> Flask:
+    return app_factory()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    """Register and log in through the API, as the mobile client does."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def register(self, email: str | None = None, password: str = PASSWORD, **extra: Any) -> dict:
+        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        response = self.client.post(
+            "/api/auth/register", json={"email": email, "password": password, **extra}
+        )
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["data"]
+
+    def login(self, email: str, password: str = PASSWORD) -> Any:
+        return self.client.post("/api/auth/login", json={"email": email, "password": password})
+
+    @staticmethod
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    return AuthActions(client)
