@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
@@ -10,8 +11,10 @@ from flask import Flask
 __version__ = "0.1.0"
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app from the environment; `config` overrides (tests use it)."""
+def create_app(
+    config: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None
+) -> Flask:
+    """Build the app from `env` (default: the process environment); `config` overrides."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from . import cli, errors, health, logs, openapi
@@ -24,7 +27,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     os.makedirs(app.instance_path, exist_ok=True)
     default_db = "sqlite:///" + os.path.join(app.instance_path, "mita.db")
-    app.config.update(from_env(default_database_url=default_db))
+    app.config.update(from_env(env, default_database_url=default_db))
     app.config.update(config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from mita_app import create_app
-from mita_app.config import from_env, normalize_database_url
+from mita_app.config import normalize_database_url
 from mita_app.extensions import db
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
@@ -87,9 +87,7 @@ def env_for(database_url: str, **overrides: str) -> dict[str, str]:
 
 def build_app(database_url: str, *, create_schema: bool = True, **env: str) -> Flask:
     """An app configured only from the given environment (never the process's own)."""
-    config = from_env(env_for(database_url, **env), default_database_url=database_url)
-    config["TESTING"] = True
-    app = create_app(config)
+    app = create_app({"TESTING": True}, env=env_for(database_url, **env))
     if create_schema:
         with app.app_context():
             db.drop_all()
