@@ -8,6 +8,7 @@ a client replaying one) and revokes the whole family.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
@@ -40,6 +41,19 @@ def _pair(session: AuthSession, refresh_token: str, user: User) -> TokenPair:
     return TokenPair(access, refresh_token, max(0, min(ttl, remaining)), user)
 
 
+def _client_user_agent() -> str | None:
+    printable = "".join(c for c in request.user_agent.string[:256] if c.isprintable())
+    return printable or None
+
+
+def _client_ip() -> str | None:
+    # With a trusted proxy, the address comes from a header: store it only if it is one.
+    try:
+        return str(ipaddress.ip_address(request.remote_addr or ""))
+    except ValueError:
+        return None
+
+
 def open_session(user: User) -> TokenPair:
     """Start a session for `user` (the caller commits)."""
     now = utcnow()
@@ -49,8 +63,8 @@ def open_session(user: User) -> TokenPair:
         created_at=now,
         last_used_at=now,
         expires_at=now + timedelta(seconds=current_app.config["REFRESH_TOKEN_TTL"]),
-        user_agent=(request.user_agent.string or None) and request.user_agent.string[:256],
-        ip=request.remote_addr,
+        user_agent=_client_user_agent(),
+        ip=_client_ip(),
     )
     refresh_token = new_refresh_token(session.id)
     session.refresh_token_hash = hash_token(refresh_token)
