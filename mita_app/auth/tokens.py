@@ -81,10 +81,15 @@ def decode_access_token(token: str) -> AccessClaims:
     exp = claims["exp"]
     if not isinstance(exp, int):
         raise InvalidToken("The access token is malformed.")
+    try:
+        expires_at = datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):
+        # PyJWT bounds `exp` only from below: past year 9999 or time_t it is not a datetime.
+        raise InvalidToken("The access token is malformed.") from None
     return AccessClaims(
         user_id=_uuid_claim(claims, "sub"),
         session_id=_uuid_claim(claims, "sid"),
-        expires_at=datetime.fromtimestamp(exp, UTC),
+        expires_at=expires_at,
     )
 
 
