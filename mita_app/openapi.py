@@ -36,6 +36,13 @@ ERROR_SCHEMA = {
     },
 }
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+# A Flask rule argument, `<name>` or `<converter(args):name>`: (converter, name).
+_RULE_ARGUMENT = re.compile(r"<(?:([^:<>(]+)(?:\([^<>]*\))?:)?([^<>]+)>")
+_CONVERTER_SCHEMAS: dict[str, dict[str, str]] = {
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "uuid": {"type": "string", "format": "uuid"},
+}
 _COMMON_ERRORS = {"429": "Rate limited", "500": "Unexpected error", "503": "Dependency down"}
 
 
@@ -73,6 +80,7 @@ def _operation(view: Any, endpoint: str) -> dict[str, Any]:
             },
         }
         operation["responses"]["400"] = {"description": "Malformed JSON", "content": _ERROR}
+        operation["responses"]["413"] = {"description": "Body too large", "content": _ERROR}
         operation["responses"]["415"] = {"description": "Not application/json", "content": _ERROR}
         operation["responses"]["422"] = {"description": "Invalid fields", "content": _ERROR}
     if role is not None:
@@ -80,9 +88,23 @@ def _operation(view: Any, endpoint: str) -> dict[str, Any]:
         operation["responses"]["401"] = {"description": "Missing or bad token", "content": _ERROR}
         if role != "user":
             operation["responses"]["403"] = {"description": f"Needs role {role}", "content": _ERROR}
+    for status_code, description in getattr(view, "error_responses", {}).items():
+        operation["responses"][str(status_code)] = {"description": description, "content": _ERROR}
     for code, description in _COMMON_ERRORS.items():
         operation["responses"][code] = {"description": description, "content": _ERROR}
     return operation
+
+
+def _path_parameters(rule: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": dict(_CONVERTER_SCHEMAS.get(converter, {"type": "string"})),
+        }
+        for converter, name in _RULE_ARGUMENT.findall(rule)
+    ]
 
 
 def build_document(app: Flask) -> dict[str, Any]:
@@ -92,9 +114,13 @@ def build_document(app: Flask) -> dict[str, Any]:
         if rule.endpoint == "static":
             continue
         view = app.view_functions[rule.endpoint]
-        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        path = _RULE_ARGUMENT.sub(r"{\2}", rule.rule)
+        parameters = _path_parameters(rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            paths.setdefault(path, {})[method.lower()] = _operation(view, rule.endpoint)
+            operation = _operation(view, rule.endpoint)
+            if parameters:
+                operation["parameters"] = parameters
+            paths.setdefault(path, {})[method.lower()] = operation
         if getattr(view, "request_schema", None) is not None:
             models.add((view.request_schema, "validation"))
         if getattr(view, "response_schema", (None, None))[1] is not None:

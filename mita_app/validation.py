@@ -97,11 +97,15 @@ def body(model: type[BaseModel]) -> Callable[[F], F]:
     return decorator
 
 
-def returns(model: type[BaseModel] | None, status: int = 200) -> Callable[[F], F]:
-    """Declare the success status and `data` shape of a view (for the OpenAPI document)."""
+def returns(
+    model: type[BaseModel] | None, status: int = 200, *, errors: dict[int, str] | None = None
+) -> Callable[[F], F]:
+    """Declare the success status and `data` shape of a view, and the errors particular to it
+    (status: description), for the OpenAPI document."""
 
     def decorator(view: F) -> F:
         view.response_schema = (status, model)  # type: ignore[attr-defined]
+        view.error_responses = dict(errors or {})  # type: ignore[attr-defined]
         return view
 
     return decorator

@@ -85,7 +85,7 @@ def _email_key() -> str:
 
 
 @bp.post("/register")
-@returns(TokenPairOut, 201)
+@returns(TokenPairOut, 201, errors={409: "Email already registered"})
 @limiter.limit(lambda: _limit("RATELIMIT_REGISTER_PER_IP"))
 @body(RegisterIn)
 def register(payload: RegisterIn) -> Response:
@@ -93,7 +93,7 @@ def register(payload: RegisterIn) -> Response:
 
 
 @bp.post("/login")
-@returns(TokenPairOut)
+@returns(TokenPairOut, errors={401: "Wrong email or password"})
 @limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_IP"))
 @limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_EMAIL"), key_func=_email_key)
 @body(LoginIn)
@@ -102,7 +102,7 @@ def login(payload: LoginIn) -> Response:
 
 
 @bp.post("/refresh")
-@returns(TokenPairOut)
+@returns(TokenPairOut, errors={401: "Refresh token invalid, reused or expired"})
 @limiter.limit(lambda: _limit("RATELIMIT_REFRESH_PER_IP"))
 @body(RefreshIn)
 def refresh(payload: RefreshIn) -> Response:
@@ -126,7 +126,7 @@ def logout_all() -> Response:
 
 
 @bp.post("/password")
-@returns(None, 204)
+@returns(None, 204, errors={403: "Current password is incorrect"})
 @login_required
 @body(PasswordChangeIn)
 def change_password(payload: PasswordChangeIn) -> Response:
