@@ -92,7 +92,10 @@ def test_failed_logins_are_indistinguishable(app, client, auth, case):
     response = auth.login(email, password)
     assert response.status_code == 401
     error = response.get_json()["error"]
-    assert (error["code"], error["message"]) == ("invalid_credentials", "Invalid email or password.")
+    assert (error["code"], error["message"]) == (
+        "invalid_credentials",
+        "Invalid email or password.",
+    )
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="mita"'
 
 
@@ -221,7 +224,10 @@ def test_logout_all_revokes_every_session_of_the_user(client, auth):
     data = auth.register("all@example.com")
     other = auth.login("all@example.com").get_json()["data"]
     stranger = auth.register("stranger@example.com")
-    assert client.post("/api/auth/logout-all", headers=auth.bearer(data["access_token"])).status_code == 204
+    assert (
+        client.post("/api/auth/logout-all", headers=auth.bearer(data["access_token"])).status_code
+        == 204
+    )
     for token in (data, other):
         assert session_of(client, token["access_token"]).status_code == 401
         assert refresh(client, token["refresh_token"]).status_code == 401

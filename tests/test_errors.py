@@ -87,9 +87,7 @@ def test_no_password_or_token_ever_reaches_a_log_line(app, client, auth, caplog)
         client.post("/api/auth/refresh", json={"refresh_token": data["refresh_token"]})
         client.get("/api/users/me", headers=auth.bearer(data["access_token"]))
         client.get("/api/users/me", headers={"Authorization": "Bearer garbage.token.here"})
-    text = "\n".join(
-        record.getMessage() + (record.exc_text or "") for record in caplog.records
-    )
+    text = "\n".join(record.getMessage() + (record.exc_text or "") for record in caplog.records)
     for secret in (
         PASSWORD,
         "a wrong password 123",

@@ -1,0 +1,264 @@
+"""Concurrent refreshes and registrations, with real threads against a real PostgreSQL.
+
+To make a race genuine (every request reads the current state before any of them writes), a
+separate connection holds a lock that every writer needs; once all of them are waiting on it,
+it lets go. The ungated races line the threads up with a barrier and let the scheduler decide.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import psycopg2
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from mita_app.extensions import db
+from mita_app.models import AuthSession, User
+from tests.conftest import PASSWORD, build_app
+
+RACES = 10
+
+
+def psycopg2_connection(url, *, autocommit=False):
+    parsed = make_url(url)
+    connection = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+        connect_timeout=3,
+    )
+    connection.autocommit = autocommit
+    return connection
+
+
+@pytest.fixture
+def pg_app(pg_url):
+    app = build_app(pg_url)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def refresh(client, refresh_token):
+    return client.post("/api/auth/refresh", json={"refresh_token": refresh_token})
+
+
+def login(client, email):
+    response = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]
+
+
+def register(client, email):
+    response = client.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["data"]
+
+
+def at_once(app, threads, call, *, started=None):
+    """Run `call(client)` in `threads` threads, each with its own test client, released together.
+
+    Returns each thread's (status, body). `started` is set once every thread is past the barrier.
+    """
+    barrier = threading.Barrier(threads, action=started.set if started else None, timeout=10)
+
+    def run():
+        client = app.test_client()
+        barrier.wait()
+        response = call(client)
+        return response.status_code, response.get_json()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [pool.submit(run) for _ in range(threads)]
+        return [future.result(timeout=30) for future in futures]
+
+
+def wait_for_lock_waiters(url, count):
+    """Block until `count` backends of this database are waiting on a lock (bounded)."""
+    monitor = psycopg2_connection(url, autocommit=True)
+    try:
+        deadline = time.monotonic() + 10
+        waiting = 0
+        while time.monotonic() < deadline:
+            with monitor.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                waiting = cursor.fetchone()[0]
+            if waiting >= count:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"only {waiting} of {count} requests reached the lock")
+    finally:
+        monitor.close()
+
+
+@contextmanager
+def gate(url, lock_sql, params=()):
+    """Hold the lock `lock_sql` takes, on another connection; the function it yields releases
+    the lock once that many requests wait for it."""
+    holder = psycopg2_connection(url)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(lock_sql, params)
+
+        def open_when_waiting(count):
+            wait_for_lock_waiters(url, count)
+            holder.rollback()
+
+        yield open_when_waiting
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def gated_race(app, url, threads, call, lock_sql, params=()):
+    started = threading.Event()
+    # The gate is left first, so a failure here releases the lock before the threads are joined.
+    with ThreadPoolExecutor(max_workers=1) as runner, gate(url, lock_sql, params) as open_gate:
+        future = runner.submit(at_once, app, threads, call, started=started)
+        assert started.wait(timeout=10)
+        open_gate(threads)
+        return future.result(timeout=30)
+
+
+def statuses(results):
+    return sorted(status for status, _ in results)
+
+
+def winner(results):
+    (body,) = [body for status, body in results if status == 200]
+    return body["data"]
+
+
+def session_row(app, session_id):
+    with app.app_context():
+        return db.session.get(AuthSession, uuid.UUID(session_id))
+
+
+def session_id_of(refresh_token):
+    return str(uuid.UUID(hex=refresh_token.split(".")[0]))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("threads", [2, 8])
+def test_genuinely_concurrent_refreshes_have_one_winner_and_losers_do_not_revoke(
+    pg_app, pg_url, threads
+):
+    client = pg_app.test_client()
+    tokens = register(client, f"race-{threads}@example.com")
+    session_id = session_id_of(tokens["refresh_token"])
+    lock_row = "SELECT id FROM auth_sessions WHERE id = %s::uuid FOR UPDATE"
+
+    for _ in range(RACES):
+        presented = tokens["refresh_token"]
+        results = gated_race(
+            pg_app, pg_url, threads, lambda c, t=presented: refresh(c, t), lock_row, (session_id,)
+        )
+        assert statuses(results) == [200] + [401] * (threads - 1), results
+        for status, body in results:
+            if status == 401:
+                assert body["error"]["code"] == "invalid_token"
+        tokens = winner(results)
+        assert session_row(pg_app, session_id).revoked_at is None
+
+    # The last winner's pair is fully usable: its access token and its refresh token.
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/api/auth/session", headers=bearer).status_code == 200
+    assert refresh(client, tokens["refresh_token"]).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("threads", [2, 8])
+def test_concurrent_refreshes_lined_up_by_a_barrier_have_exactly_one_winner(pg_app, threads):
+    client = pg_app.test_client()
+    email = f"barrier-{threads}@example.com"
+    register(client, email)
+
+    for _ in range(RACES):
+        presented = login(client, email)["refresh_token"]
+        results = at_once(pg_app, threads, lambda c, t=presented: refresh(c, t))
+        assert statuses(results) == [200] + [401] * (threads - 1), results
+        assert all(body["error"]["code"] == "invalid_token" for s, body in results if s == 401)
+
+
+def test_replaying_a_rotated_out_refresh_token_revokes_the_whole_family(client, app, auth):
+    first = auth.register()
+    second = refresh(client, first["refresh_token"]).get_json()["data"]
+    third = refresh(client, second["refresh_token"]).get_json()["data"]
+
+    replay = refresh(client, second["refresh_token"])
+    assert replay.status_code == 401
+    assert replay.get_json()["error"]["code"] == "invalid_token"
+
+    # The newest member of the family, and its access token, die with it.
+    assert refresh(client, third["refresh_token"]).status_code == 401
+    bearer = {"Authorization": f"Bearer {third['access_token']}"}
+    assert client.get("/api/auth/session", headers=bearer).status_code == 401
+    row = session_row(app, session_id_of(third["refresh_token"]))
+    assert row.revoked_at is not None
+    assert row.revoke_reason == "refresh_token_reuse"
+
+
+@pytest.mark.postgres
+def test_a_race_loser_retrying_its_token_afterwards_revokes_the_family(pg_app, pg_url):
+    client = pg_app.test_client()
+    tokens = register(client, "retry@example.com")
+    session_id = session_id_of(tokens["refresh_token"])
+    lock_row = "SELECT id FROM auth_sessions WHERE id = %s::uuid FOR UPDATE"
+    presented = tokens["refresh_token"]
+    results = gated_race(
+        pg_app, pg_url, 2, lambda c: refresh(c, presented), lock_row, (session_id,)
+    )
+    fresh = winner(results)
+
+    # Once the race is over, the old token is plain reuse.
+    assert refresh(client, presented).status_code == 401
+    assert refresh(client, fresh["refresh_token"]).status_code == 401
+    assert session_row(pg_app, session_id).revoke_reason == "refresh_token_reuse"
+
+
+def assert_one_account_created(app, email, results, threads):
+    assert statuses(results) == [201] + [409] * (threads - 1), results
+    for status, body in results:
+        if status == 409:
+            assert body["error"]["code"] == "email_taken"
+    with app.app_context():
+        rows = db.session.scalar(select(func.count()).select_from(User).where(User.email == email))
+    assert rows == 1
+
+
+@pytest.mark.postgres
+def test_concurrent_registrations_of_one_email_create_one_account(pg_app):
+    for attempt in range(3):
+        email = f"same-{attempt}@example.com"
+        body = {"email": email, "password": PASSWORD}
+        results = at_once(pg_app, 8, lambda c, b=body: c.post("/api/auth/register", json=b))
+        assert_one_account_created(pg_app, email, results, 8)
+
+
+@pytest.mark.postgres
+def test_registrations_that_all_passed_the_email_check_still_create_one_account(pg_app, pg_url):
+    email = "gated@example.com"
+    body = {"email": email, "password": PASSWORD}
+    # Inserts wait on this lock; the SELECT that checks the email does not, so every request
+    # finds the email free before any of them inserts: the unique constraint has to decide.
+    results = gated_race(
+        pg_app,
+        pg_url,
+        8,
+        lambda c: c.post("/api/auth/register", json=body),
+        "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE",
+    )
+    assert_one_account_created(pg_app, email, results, 8)
+    assert login(pg_app.test_client(), email)["user"]["email"] == email
