@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .auth.guard import session_cache
+from .auth.guard import auth_cache
 from .auth.passwords import hash_password
 from .auth.sessions import revoke_user_sessions
 from .errors import Conflict, NotFound, ValidationFailed
@@ -96,7 +96,7 @@ def set_role(user: User, role: str) -> None:
     user.role = role
     db.session.commit()
     # Sessions stay, but cached authorisation must see the new role at once.
-    session_cache().drop_user(user.id)
+    auth_cache().drop_user(user.id)
 
 
 def set_password(user: User, password: str, *, keep_session: uuid.UUID | None = None) -> None:

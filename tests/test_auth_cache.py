@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import event
 
 from mita_app import users
-from mita_app.auth.guard import EXTENSION_KEY, SessionCache, SessionState
+from mita_app.auth import guard
+from mita_app.auth.guard import EXTENSION_KEY, AuthCache, TokenCheck
 from mita_app.extensions import db
 from tests.conftest import AuthActions
 
@@ -127,6 +128,26 @@ def test_logout_rejects_the_access_token_at_once_even_with_a_warm_cache(app_fact
     assert_rejected(client, token)
 
 
+def test_a_cached_token_is_rejected_once_it_expires(app_factory, monkeypatch):
+    app = app_factory(AUTH_CACHE_TTL="3600", ACCESS_TOKEN_TTL="900")
+    with_fake_clock(app)
+    client = app.test_client()
+    token = AuthActions(client).register()["access_token"]
+    assert_accepted(client, token)
+
+    class AfterExpiry(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + timedelta(seconds=901)
+
+    monkeypatch.setattr(guard, "datetime", AfterExpiry)
+    with counted_statements(app) as statements:
+        response = session_of(client, token)
+    assert statements == []  # answered from the cache, and still refused
+    assert response.status_code == 401
+    assert response.get_json()["error"]["message"] == "The access token has expired."
+
+
 @pytest.fixture
 def two_workers(app_factory):
     """Two apps on one database, standing for two worker processes, each with its own cache."""
@@ -216,77 +237,88 @@ def test_cache_holds_at_most_auth_cache_size_sessions(app_factory):
     assert len(cache_of(app)._entries) == 3
 
 
-def state(user_id=None, role="user", live=True):
-    live_until = datetime.now(UTC) + timedelta(hours=1) if live else None
-    return SessionState(user_id or uuid.uuid4(), role, live_until)
+def check(user_id=None, session_id=None, role="user", live=True):
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    return TokenCheck(
+        user_id or uuid.uuid4(), session_id or uuid.uuid4(), role, soon, soon if live else None
+    )
 
 
-def test_session_cache_entry_expires_after_the_ttl():
+def token():
+    return uuid.uuid4().hex
+
+
+def test_cache_entry_expires_after_the_ttl():
     clock = FakeClock()
-    cache = SessionCache(ttl=TTL, max_size=10, clock=clock)
-    session_id, entry = uuid.uuid4(), state()
-    cache.put(session_id, entry)
+    cache = AuthCache(ttl=TTL, max_size=10, clock=clock)
+    key, entry = token(), check()
+    cache.put(key, entry)
     clock.advance(TTL - 0.001)
-    assert cache.get(session_id) is entry
+    assert cache.get(key) is entry
     clock.advance(0.001)
-    assert cache.get(session_id) is None
+    assert cache.get(key) is None
 
 
-def test_session_cache_with_ttl_zero_stores_nothing():
-    cache = SessionCache(ttl=0, max_size=10)
-    session_id = uuid.uuid4()
-    cache.put(session_id, state())
-    assert cache.get(session_id) is None
+def test_cache_with_ttl_zero_stores_nothing():
+    cache = AuthCache(ttl=0, max_size=10)
+    key = token()
+    cache.put(key, check())
+    assert cache.get(key) is None
     assert len(cache._entries) == 0
 
 
-def test_full_session_cache_evicts_expired_entries_before_live_ones():
+def test_full_cache_evicts_expired_entries_before_live_ones():
     clock = FakeClock()
-    cache = SessionCache(ttl=TTL, max_size=3, clock=clock)
-    old, live = uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()]
-    cache.put(old, state())
+    cache = AuthCache(ttl=TTL, max_size=3, clock=clock)
+    old, live = token(), [token(), token()]
+    cache.put(old, check())
     clock.advance(TTL - 1)
-    for session_id in live:
-        cache.put(session_id, state())
+    for key in live:
+        cache.put(key, check())
     clock.advance(1)  # `old` has expired; the others have not
-    newest = uuid.uuid4()
-    cache.put(newest, state())
+    newest = token()
+    cache.put(newest, check())
     assert cache.get(old) is None
-    assert all(cache.get(session_id) is not None for session_id in [*live, newest])
+    assert all(cache.get(key) is not None for key in [*live, newest])
 
 
-def test_full_session_cache_evicts_the_oldest_live_entry():
-    cache = SessionCache(ttl=TTL, max_size=3, clock=FakeClock())
-    ids = [uuid.uuid4() for _ in range(4)]
-    for session_id in ids:
-        cache.put(session_id, state())
-    assert cache.get(ids[0]) is None
-    assert all(cache.get(session_id) is not None for session_id in ids[1:])
+def test_full_cache_evicts_the_oldest_live_entry():
+    cache = AuthCache(ttl=TTL, max_size=3, clock=FakeClock())
+    keys = [token() for _ in range(4)]
+    for key in keys:
+        cache.put(key, check())
+    assert cache.get(keys[0]) is None
+    assert all(cache.get(key) is not None for key in keys[1:])
 
 
-def test_session_cache_drops_one_session_or_every_session_of_a_user():
-    cache = SessionCache(ttl=TTL, max_size=10, clock=FakeClock())
+def test_cache_drops_every_token_of_one_session_or_of_every_session_of_a_user():
+    cache = AuthCache(ttl=TTL, max_size=10, clock=FakeClock())
     user, other = uuid.uuid4(), uuid.uuid4()
-    mine = [uuid.uuid4() for _ in range(3)]
-    theirs = uuid.uuid4()
-    for session_id in mine:
-        cache.put(session_id, state(user))
-    cache.put(theirs, state(other))
+    sessions = [uuid.uuid4() for _ in range(3)]
+    # Two access tokens of the first session: one from login, one from a refresh.
+    mine = [(token(), sessions[0]), (token(), sessions[0])]
+    mine += [(token(), session_id) for session_id in sessions[1:]]
+    theirs = token()
+    for key, session_id in mine:
+        cache.put(key, check(user, session_id))
+    cache.put(theirs, check(other))
 
-    cache.drop_session(mine[0])
-    assert cache.get(mine[0]) is None
-    assert cache.get(mine[1]) is not None
+    cache.drop_session(sessions[0])
+    assert cache.get(mine[0][0]) is None
+    assert cache.get(mine[1][0]) is None
+    assert cache.get(mine[2][0]) is not None
     cache.drop_user(user)
-    assert all(cache.get(session_id) is None for session_id in mine)
+    assert all(cache.get(key) is None for key, _ in mine)
     assert cache.get(theirs) is not None
 
 
-def test_session_cache_stays_bounded_and_consistent_under_concurrent_use():
+def test_cache_stays_bounded_and_consistent_under_concurrent_use():
     max_size, threads, operations = 50, 8, 3000
-    cache = SessionCache(ttl=TTL, max_size=max_size)
+    cache = AuthCache(ttl=TTL, max_size=max_size)
     owners = [uuid.uuid4() for _ in range(10)]
     sessions = [uuid.uuid4() for _ in range(200)]
     owner = {session_id: owners[i % len(owners)] for i, session_id in enumerate(sessions)}
+    key = {session_id: session_id.hex for session_id in sessions}
     stop = threading.Event()
     sizes = []
 
@@ -300,9 +332,10 @@ def test_session_cache_stays_bounded_and_consistent_under_concurrent_use():
             session_id = rng.choice(sessions)
             action = rng.random()
             if action < 0.5:
-                cache.put(session_id, state(owner[session_id]))
+                cache.put(key[session_id], check(owner[session_id], session_id))
             elif action < 0.9:
-                found = cache.get(session_id)
+                found = cache.get(key[session_id])
+                assert found is None or found.session_id == session_id
                 assert found is None or found.user_id == owner[session_id]
             elif action < 0.98:
                 cache.drop_session(session_id)

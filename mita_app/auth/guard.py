@@ -1,9 +1,10 @@
 """`login_required`: the one gate in front of every protected view.
 
 It verifies the access token locally, then checks that the token's session is still live and its
-user active and allowed. That check is cached per process for `AUTH_CACHE_TTL` seconds so a steady
-stream of requests does not cost a database round trip each. Credentials problems raise
-`AuthError` (401); a database that cannot answer raises through to the 503 handler.
+user active and allowed. The outcome is cached per process, by token, for `AUTH_CACHE_TTL` seconds,
+so a steady stream of requests costs neither a signature check nor a database round trip each.
+Credentials problems raise `AuthError` (401); a database that cannot answer raises through to the
+503 handler.
 """
 
 from __future__ import annotations
@@ -27,16 +28,7 @@ from ..models import AuthSession, User
 from .tokens import decode_access_token
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXTENSION_KEY = "mita.session_cache"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionState:
-    """What the database says about a session, as far as authorisation cares."""
-
-    user_id: uuid.UUID
-    role: str
-    live_until: datetime | None  # None: revoked, or its user is disabled
+EXTENSION_KEY = "mita.auth_cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,29 +39,44 @@ class Principal:
     token_expires_at: datetime
 
 
-class SessionCache:
-    """A small thread-safe TTL cache of `SessionState` by session id."""
+@dataclass(frozen=True, slots=True)
+class TokenCheck:
+    """What verifying one access token found: its claims, and its session as the database has it."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    role: str
+    token_expires_at: datetime
+    live_until: datetime | None  # the session's end; None: revoked, or its user disabled
+
+
+class AuthCache:
+    """A small thread-safe TTL cache of `TokenCheck` by access token.
+
+    A hit spares both the signature check and the database round trip; expiry is still checked
+    on every request, so an entry never outlives its token or its session.
+    """
 
     def __init__(self, ttl: float, max_size: int, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl
         self.max_size = max_size
         self.clock = clock
-        self._entries: dict[uuid.UUID, tuple[float, SessionState]] = {}
+        self._entries: dict[str, tuple[float, TokenCheck]] = {}
         self._lock = threading.Lock()
 
-    def get(self, session_id: uuid.UUID) -> SessionState | None:
+    def get(self, token: str) -> TokenCheck | None:
         if self.ttl <= 0:
             return None
         with self._lock:
-            entry = self._entries.get(session_id)
+            entry = self._entries.get(token)
             if entry is None:
                 return None
             if entry[0] <= self.clock():
-                del self._entries[session_id]
+                del self._entries[token]
                 return None
             return entry[1]
 
-    def put(self, session_id: uuid.UUID, state: SessionState) -> None:
+    def put(self, token: str, check: TokenCheck) -> None:
         if self.ttl <= 0:
             return
         with self._lock:
@@ -78,11 +85,13 @@ class SessionCache:
                 self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
                 while len(self._entries) >= self.max_size:
                     del self._entries[next(iter(self._entries))]
-            self._entries[session_id] = (now + self.ttl, state)
+            self._entries[token] = (now + self.ttl, check)
 
     def drop_session(self, session_id: uuid.UUID) -> None:
         with self._lock:
-            self._entries.pop(session_id, None)
+            self._entries = {
+                k: v for k, v in self._entries.items() if v[1].session_id != session_id
+            }
 
     def drop_user(self, user_id: uuid.UUID) -> None:
         with self._lock:
@@ -93,11 +102,13 @@ class SessionCache:
             self._entries.clear()
 
 
-def session_cache() -> SessionCache:
-    return cast(SessionCache, current_app.extensions[EXTENSION_KEY])
+def auth_cache() -> AuthCache:
+    return cast(AuthCache, current_app.extensions[EXTENSION_KEY])
 
 
-def _load_session_state(session_id: uuid.UUID) -> SessionState | None:
+def _check_token(token: str) -> TokenCheck:
+    """Verify the token, then look its session and user up in the database."""
+    claims = decode_access_token(token)
     row = db.session.execute(
         select(
             AuthSession.user_id,
@@ -107,12 +118,18 @@ def _load_session_state(session_id: uuid.UUID) -> SessionState | None:
             User.is_active,
         )
         .join(User, User.id == AuthSession.user_id)
-        .where(AuthSession.id == session_id)
+        .where(AuthSession.id == claims.session_id)
     ).one_or_none()
-    if row is None:
-        return None
+    if row is None or row.user_id != claims.user_id:
+        raise InvalidToken("The session does not exist.")
     live = row.revoked_at is None and row.is_active
-    return SessionState(row.user_id, row.role, row.expires_at if live else None)
+    return TokenCheck(
+        claims.user_id,
+        claims.session_id,
+        row.role,
+        claims.expires_at,
+        row.expires_at if live else None,
+    )
 
 
 def _bearer_token() -> str:
@@ -121,27 +138,26 @@ def _bearer_token() -> str:
     # RFC 6750 3.1: no credentials, or another scheme, gets a challenge without an error code.
     if scheme.lower() != "bearer":
         raise MissingCredentials()
-    token = credentials.strip()
-    if not token or any(c.isspace() for c in token):
+    tokens = credentials.split()
+    if len(tokens) != 1:
         raise InvalidToken("The Authorization header must hold exactly one bearer token.")
-    return token
+    return tokens[0]
 
 
 def authenticate() -> Principal:
     """The caller's principal, from the request's bearer token."""
-    claims = decode_access_token(_bearer_token())
-    cache = session_cache()
-    state = cache.get(claims.session_id)
-    if state is None:
-        state = _load_session_state(claims.session_id)
-        if state is None:
-            raise InvalidToken("The session does not exist.")
-        cache.put(claims.session_id, state)
-    if state.user_id != claims.user_id:
-        raise InvalidToken()
-    if state.live_until is None or state.live_until <= datetime.now(UTC):
+    token = _bearer_token()
+    cache = auth_cache()
+    check = cache.get(token)
+    if check is None:
+        check = _check_token(token)
+        cache.put(token, check)
+    now = datetime.now(UTC)
+    if check.token_expires_at <= now:
+        raise InvalidToken("The access token has expired.")
+    if check.live_until is None or check.live_until <= now:
         raise InvalidToken("The session has been revoked or has expired.")
-    return Principal(claims.user_id, claims.session_id, state.role, claims.expires_at)
+    return Principal(check.user_id, check.session_id, check.role, check.token_expires_at)
 
 
 @overload
@@ -184,6 +200,6 @@ current_user: User = cast(User, LocalProxy(_get_user))
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION_KEY] = SessionCache(
+    app.extensions[EXTENSION_KEY] = AuthCache(
         app.config["AUTH_CACHE_TTL"], app.config["AUTH_CACHE_SIZE"]
     )

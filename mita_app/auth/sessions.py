@@ -20,7 +20,7 @@ from sqlalchemy import update
 from ..errors import InvalidToken
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
-from .guard import session_cache
+from .guard import auth_cache
 from .tokens import hash_token, issue_access_token, new_refresh_token, parse_refresh_token
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def revoke_session(session_id: uuid.UUID, reason: str) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    session_cache().drop_session(session_id)
+    auth_cache().drop_session(session_id)
 
 
 def revoke_user_sessions(user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None) -> None:
@@ -132,4 +132,4 @@ def revoke_user_sessions(user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | N
         )
     )
     db.session.commit()
-    session_cache().drop_user(user_id)
+    auth_cache().drop_user(user_id)
