@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from .pgwait import deadline_connection
+
 log = logging.getLogger(__name__)
 
 MIN_SECRET_KEY_BYTES = 32
@@ -85,16 +87,32 @@ def engine_options(url: str, env: Mapping[str, str]) -> dict[str, Any]:
     options["pool_timeout"] = _float(env, "DB_POOL_TIMEOUT", 3.0)
     options["pool_recycle"] = _int(env, "DB_POOL_RECYCLE", 1800)
     if backend == "postgresql":
+        statement_ms = _int(env, "DB_STATEMENT_TIMEOUT_MS", 5000)
         server_options = " ".join(
-            f"-c {name}={_int(env, var, default)}"
-            for name, var, default in (
-                ("statement_timeout", "DB_STATEMENT_TIMEOUT_MS", 5000),
-                ("lock_timeout", "DB_LOCK_TIMEOUT_MS", 3000),
-                ("idle_in_transaction_session_timeout", "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30000),
+            f"-c {name}={value}"
+            for name, value in (
+                ("statement_timeout", statement_ms),
+                ("lock_timeout", _int(env, "DB_LOCK_TIMEOUT_MS", 3000)),
+                (
+                    "idle_in_transaction_session_timeout",
+                    _int(env, "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30000),
+                ),
             )
         )
+        client_ms = _int(env, "DB_CLIENT_TIMEOUT_MS", statement_ms + 1000 if statement_ms else 0)
+        if client_ms and statement_ms and client_ms <= statement_ms:
+            # The server's own timeout must fire first: it cancels cleanly and keeps the
+            # connection, where the client-side one has to drop it.
+            raise ConfigError(
+                f"DB_CLIENT_TIMEOUT_MS ({client_ms}) must be greater than "
+                f"DB_STATEMENT_TIMEOUT_MS ({statement_ms})"
+            )
+        connect_timeout = _int(env, "DB_CONNECT_TIMEOUT", 3, minimum=1)
         options["connect_args"] = {
-            "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT", 3, minimum=1),
+            "connection_factory": deadline_connection(
+                connect_timeout, client_ms / 1000 if client_ms else None
+            ),
+            "connect_timeout": connect_timeout,
             "options": server_options,
             "keepalives": 1,
             "keepalives_idle": _int(env, "DB_KEEPALIVES_IDLE", 30, minimum=1),

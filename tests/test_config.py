@@ -227,6 +227,8 @@ def test_create_app_starts_in_production_with_a_strong_secret_key(
         ("DB_POOL_RECYCLE", "soon"),
         ("DB_CONNECT_TIMEOUT", "0"),
         ("DB_STATEMENT_TIMEOUT_MS", "-1"),
+        ("DB_CLIENT_TIMEOUT_MS", "soon"),
+        ("DB_CLIENT_TIMEOUT_MS", "5000"),
         ("DB_LOCK_TIMEOUT_MS", "5s"),
         ("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "abc"),
         ("DB_KEEPALIVES_IDLE", "0"),
@@ -375,6 +377,36 @@ def test_each_server_timeout_is_configurable(name: str, setting: str) -> None:
     options = pg_options(**{name: "1234"})["connect_args"]["options"]
 
     assert f"-c {setting}=1234" in options
+
+
+def deadlines(options: dict[str, Any]) -> tuple[float | None, float | None]:
+    factory = options["connect_args"]["connection_factory"]
+    return factory.connect_timeout, factory.statement_timeout
+
+
+def test_client_side_deadline_defaults_to_one_second_past_the_statement_timeout() -> None:
+    assert deadlines(pg_options()) == (3, 6.0)
+    assert deadlines(pg_options(DB_STATEMENT_TIMEOUT_MS="1500", DB_CONNECT_TIMEOUT="2")) == (
+        2,
+        2.5,
+    )
+
+
+def test_client_side_deadline_is_configurable_above_the_statement_timeout() -> None:
+    assert deadlines(pg_options(DB_CLIENT_TIMEOUT_MS="9000")) == (3, 9.0)
+
+
+def test_client_side_deadline_at_or_below_the_statement_timeout_is_refused() -> None:
+    with pytest.raises(ConfigError, match="DB_CLIENT_TIMEOUT_MS"):
+        pg_options(DB_STATEMENT_TIMEOUT_MS="2000", DB_CLIENT_TIMEOUT_MS="2000")
+
+
+def test_no_statement_timeout_means_no_client_side_statement_deadline() -> None:
+    assert deadlines(pg_options(DB_STATEMENT_TIMEOUT_MS="0")) == (3, None)
+    assert deadlines(pg_options(DB_STATEMENT_TIMEOUT_MS="0", DB_CLIENT_TIMEOUT_MS="4000")) == (
+        3,
+        4.0,
+    )
 
 
 def test_sqlite_file_busy_timeout_follows_db_pool_timeout() -> None:

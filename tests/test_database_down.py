@@ -16,7 +16,9 @@ from contextlib import contextmanager
 import jwt
 import psycopg2
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from mita_app.extensions import db
 from tests.conftest import PASSWORD, TEST_SECRET, build_app
@@ -361,16 +363,20 @@ def test_database_that_accepts_connections_but_never_answers_gets_503_within_the
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a pooled connection to a server that stops answering blocks until the server "
-    "answers: no client-side bound covers a query on an open connection",
-)
-def test_request_on_a_pooled_connection_to_a_frozen_server_gets_503_within_the_deadline(
+def test_request_on_a_pooled_connection_to_a_frozen_server_gets_503_and_the_pool_recovers(
     pg_url, relay
 ):
-    app = build_app(relayed_url(pg_url, relay), DB_POOL_TIMEOUT="1", AUTH_CACHE_TTL="0")
+    # The server-side statement_timeout cannot fire on a server that is not running; the
+    # client-side deadline (statement timeout + 1 s by default) must. The pool's pre-ping
+    # meets it first, and then tries one new connection, which the connect timeout bounds.
+    app = build_app(
+        relayed_url(pg_url, relay),
+        DB_POOL_TIMEOUT="1",
+        DB_CONNECT_TIMEOUT="1",
+        DB_STATEMENT_TIMEOUT_MS="500",
+        AUTH_CACHE_TTL="0",
+    )
+    budget = 1.5 + 1
     try:
         client = app.test_client()
         registered = client.post(
@@ -382,11 +388,59 @@ def test_request_on_a_pooled_connection_to_a_frozen_server_gets_503_within_the_d
         relay.freeze()
         with ThreadPoolExecutor(max_workers=1) as pool:
             try:
+                started = time.monotonic()
                 future = pool.submit(lambda: client.get("/api/auth/session", headers=headers))
-                done, _ = wait([future], timeout=deadline(app))
+                done, _ = wait([future], timeout=budget + 1)
                 assert future in done, "the request was still waiting for the database"
                 assert_unavailable(future.result(), app)
+                assert time.monotonic() - started < budget + 0.5
             finally:
                 relay.thaw()
+
+        # The broken connection was discarded: the next request gets a fresh one.
+        assert client.get("/api/auth/session", headers=headers).status_code == 200
+    finally:
+        dispose(app)
+
+
+@pytest.mark.postgres
+def test_a_frozen_server_never_holds_a_query_past_the_client_timeout(pg_url, relay):
+    app = build_app(
+        relayed_url(pg_url, relay),
+        create_schema=False,
+        DB_STATEMENT_TIMEOUT_MS="300",
+        DB_CLIENT_TIMEOUT_MS="800",
+    )
+    try:
+        with app.app_context(), db.engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+            relay.freeze()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                started = time.monotonic()
+                future = pool.submit(connection.execute, text("SELECT 2"))
+                done, _ = wait([future], timeout=3)
+                elapsed = time.monotonic() - started
+                relay.thaw()  # releases the query if the deadline did not
+                assert future in done, "the query was still waiting for the database"
+            with pytest.raises(OperationalError, match=r"did not answer within 0\.8 s"):
+                future.result()
+            assert connection.invalidated
+        assert 0.8 <= elapsed < 1.3
+    finally:
+        relay.thaw()
+        dispose(app)
+
+
+@pytest.mark.postgres
+def test_a_slow_statement_is_cancelled_by_the_server_before_the_client_gives_up(pg_url):
+    app = build_app(pg_url, create_schema=False, DB_STATEMENT_TIMEOUT_MS="300")
+    try:
+        with app.app_context(), db.engine.connect() as connection:
+            with pytest.raises(OperationalError, match="statement timeout"):
+                connection.execute(text("SELECT pg_sleep(2)"))
+            # The server cancelled it and kept the connection: it is still usable.
+            assert not connection.invalidated
+            connection.rollback()
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
     finally:
         dispose(app)

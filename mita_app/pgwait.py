@@ -1,0 +1,73 @@
+"""A client-side deadline on every wait for PostgreSQL.
+
+`statement_timeout` is enforced by the server, so it cannot fire when the server, or the network
+path to it, stops answering: libpq would then wait for ever on an open connection, and a sync
+worker with it. psycopg2 can hand its waiting to a Python callback (`set_wait_callback`); ours
+waits with a deadline and raises past it. psycopg2 then closes the connection, SQLAlchemy discards
+it from the pool, and the request gets a 503 instead of a hung worker.
+
+The callback is process-wide; only connections of a class made by `deadline_connection` carry
+deadlines, any other psycopg2 connection waits as it would without it.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+
+import psycopg2
+import psycopg2.extensions as pg
+
+
+class DatabaseTimeout(psycopg2.OperationalError):
+    """The database did not answer within the client-side deadline."""
+
+
+class DeadlineConnection(pg.connection):
+    connect_timeout: float | None = None
+    statement_timeout: float | None = None
+
+    def __init__(self, dsn: str, *args: object, **kwargs: object) -> None:
+        if pg.get_wait_callback() is not wait_with_deadline:
+            pg.set_wait_callback(wait_with_deadline)
+        super().__init__(dsn, *args, **kwargs)
+
+
+def deadline_connection(
+    connect_timeout: float, statement_timeout: float | None
+) -> type[DeadlineConnection]:
+    """A connection class whose connect, and each statement, commit or rollback, wait at most
+    `connect_timeout` / `statement_timeout` seconds (None: no limit)."""
+    return type(
+        "DeadlineConnection",
+        (DeadlineConnection,),
+        {"connect_timeout": connect_timeout, "statement_timeout": statement_timeout},
+    )
+
+
+def wait_with_deadline(connection: pg.connection) -> None:
+    if connection.status == pg.STATUS_SETUP:
+        limit = getattr(connection, "connect_timeout", None)
+    else:
+        limit = getattr(connection, "statement_timeout", None)
+    deadline = None if limit is None else time.monotonic() + limit
+    while True:
+        state = connection.poll()
+        if state == pg.POLL_OK:
+            return
+        if state == pg.POLL_READ:
+            events = select.POLLIN
+        elif state == pg.POLL_WRITE:
+            events = select.POLLOUT
+        else:
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
+        # A new poller each time: libpq may open a new socket while connecting (SSL fallback,
+        # several hosts).
+        poller = select.poll()
+        poller.register(connection.fileno(), events)
+        if deadline is None:
+            poller.poll()
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(remaining * 1000):
+            raise DatabaseTimeout(f"the database did not answer within {limit:g} s")
