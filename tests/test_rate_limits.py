@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+
 import pytest
 
 from tests.conftest import PASSWORD
+
+NO_REDIS = "Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
 
 
 @pytest.fixture
@@ -72,3 +78,45 @@ def test_refreshes_from_one_address_are_limited(limited_client):
 def test_protected_endpoints_are_not_rate_limited_per_address(limited_client):
     for _ in range(20):
         assert limited_client.get("/api/auth/session").status_code == 401
+
+
+@pytest.fixture
+def redis_url():
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip(NO_REDIS)
+    return url
+
+
+@pytest.mark.redis
+def test_workers_sharing_redis_share_the_per_email_limit(app_factory, redis_url):
+    workers = [
+        app_factory(
+            RATELIMIT_ENABLED="true",
+            RATELIMIT_STORAGE_URI=redis_url,
+            RATELIMIT_LOGIN_PER_EMAIL="3 per minute",
+        ).test_client()
+        for _ in range(2)
+    ]
+    email = f"shared-{uuid.uuid4().hex}@example.com"  # its own counter in the shared Redis
+
+    statuses = [login(workers[i % 2], email, ip=f"10.1.0.{i}").status_code for i in range(3)]
+    assert statuses == [401, 401, 401]
+    assert_rate_limited(login(workers[1], email, ip="10.1.0.9"))
+    assert_rate_limited(login(workers[0], email, ip="10.1.0.9"))
+
+
+def test_unreachable_limit_storage_lets_requests_through_instead_of_failing(app_factory, caplog):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
+    client = app_factory(
+        RATELIMIT_ENABLED="true",
+        RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0",
+        RATELIMIT_LOGIN_PER_EMAIL="1 per minute",
+    ).test_client()
+
+    # The per-account lockout still guards the password; the limits fail open, not with a 500.
+    for _ in range(3):
+        assert login(client, "open@example.com").status_code == 401
+    assert any("rate limit" in record.getMessage().lower() for record in caplog.records)
