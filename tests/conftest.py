@@ -6,6 +6,7 @@ at the end. Set MITA_REQUIRE_POSTGRES=1 to turn a missing PostgreSQL into a fail
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,7 +31,8 @@ NO_POSTGRES = (
 )
 
 
-def _admin_connection(url: str) -> Any:
+def pg_connect(url: str, *, autocommit: bool = True) -> Any:
+    """A plain psycopg2 connection to the database a URL names (for setup and inspection)."""
     parsed = make_url(normalize_database_url(url))
     connection = psycopg2.connect(
         host=parsed.host,
@@ -40,8 +42,26 @@ def _admin_connection(url: str) -> Any:
         dbname=parsed.database,
         connect_timeout=3,
     )
-    connection.autocommit = True
+    connection.autocommit = autocommit
     return connection
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """An empty database of its own on the server `server_url` names, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = pg_connect(server_url)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        try:
+            url = make_url(normalize_database_url(server_url)).set(database=name)
+            yield url.render_as_string(hide_password=False)
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -53,17 +73,8 @@ def postgres_url() -> Iterator[str | None]:
             pytest.fail("MITA_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
         yield None
         return
-    name = f"mita_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_connection(base)
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(normalize_database_url(base)).set(database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database(base, "mita_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,30 +13,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import psycopg2
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from mita_app.extensions import db
 from mita_app.models import AuthSession, User
-from tests.conftest import PASSWORD, build_app
+from tests.conftest import PASSWORD, build_app, pg_connect
 
 RACES = 10
-
-
-def psycopg2_connection(url, *, autocommit=False):
-    parsed = make_url(url)
-    connection = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname=parsed.database,
-        connect_timeout=3,
-    )
-    connection.autocommit = autocommit
-    return connection
 
 
 @pytest.fixture
@@ -84,7 +68,7 @@ def at_once(app, threads, call, *, started=None):
 
 def wait_for_lock_waiters(url, count):
     """Block until `count` backends of this database are waiting on a lock (bounded)."""
-    monitor = psycopg2_connection(url, autocommit=True)
+    monitor = pg_connect(url)
     try:
         deadline = time.monotonic() + 10
         waiting = 0
@@ -107,7 +91,7 @@ def wait_for_lock_waiters(url, count):
 def gate(url, lock_sql, params=()):
     """Hold the lock `lock_sql` takes, on another connection; the function it yields releases
     the lock once that many requests wait for it."""
-    holder = psycopg2_connection(url)
+    holder = pg_connect(url, autocommit=False)
     try:
         with holder.cursor() as cursor:
             cursor.execute(lock_sql, params)

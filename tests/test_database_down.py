@@ -14,14 +14,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import jwt
-import psycopg2
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from mita_app.extensions import db
-from tests.conftest import PASSWORD, TEST_SECRET, build_app
+from tests.conftest import PASSWORD, TEST_SECRET, build_app, pg_connect
 
 
 def free_port():
@@ -67,18 +66,6 @@ def dispose(app):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
-
-
-def psycopg2_connection(url):
-    parsed = make_url(url)
-    return psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname=parsed.database,
-        connect_timeout=3,
-    )
 
 
 @pytest.fixture(params=["postgresql-nothing-listening", "sqlite-missing-directory"])
@@ -204,7 +191,7 @@ def test_exhausted_pool_gets_503_within_the_pool_timeout_and_recovers(one_connec
 @contextmanager
 def users_table_locked(url):
     """Hold ACCESS EXCLUSIVE on `users` from another connection until the block ends."""
-    connection = psycopg2_connection(url)
+    connection = pg_connect(url, autocommit=False)
     try:
         with connection.cursor() as cursor:
             cursor.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")

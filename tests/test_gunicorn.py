@@ -15,12 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 import pytest
 import requests
-from sqlalchemy.engine import make_url
 
-from tests.conftest import FAST_HASH, NO_POSTGRES, PASSWORD, TEST_SECRET
+from tests.conftest import FAST_HASH, NO_POSTGRES, PASSWORD, TEST_SECRET, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -143,29 +141,9 @@ def migrated_sqlite_database(directory):
 @contextlib.contextmanager
 def migrated_postgres_database(base_url):
     """A database of its own, migrated with `flask db upgrade`, dropped afterwards."""
-    parsed = make_url(base_url)
-    admin = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname=parsed.database,
-        connect_timeout=3,
-    )
-    admin.autocommit = True
-    name = f"mita_gunicorn_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = parsed.set(database=name).render_as_string(hide_password=False)
-            upgrade(url)
-            yield url
-        finally:
-            with admin.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    with scratch_database(base_url, "mita_gunicorn") as url:
+        upgrade(url)
+        yield url
 
 
 @contextlib.contextmanager

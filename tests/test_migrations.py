@@ -8,18 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import flask_migrate
-import psycopg2
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from mita_app.extensions import db
-from tests.conftest import _dispose, build_app
+from tests.conftest import _dispose, build_app, scratch_database
 
 APP_TABLES = {"users", "auth_sessions"}
 VERSION_TABLE = "alembic_version"
@@ -39,37 +37,14 @@ def _restore_logging() -> Iterator[None]:
         logger.propagate = propagate
 
 
-def _server_connection(url: str) -> Any:
-    parsed = make_url(url)
-    connection = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname=parsed.database,
-        connect_timeout=3,
-    )
-    connection.autocommit = True
-    return connection
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """A database with no tables at all, dropped (on PostgreSQL) after the test."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/migrated.db"
         return
-    server_url: str = request.getfixturevalue("pg_url")
-    name = f"mita_migrations_{uuid.uuid4().hex[:12]}"
-    server = _server_connection(server_url)
-    try:
-        with server.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        server.close()
+    with scratch_database(request.getfixturevalue("pg_url"), "mita_migrations") as url:
+        yield url
 
 
 @pytest.fixture
