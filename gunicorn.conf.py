@@ -1,4 +1,5 @@
-"""gunicorn settings, read from the environment (Railway sets PORT)."""
+"""gunicorn settings, read from the environment (Railway sets PORT), and the worker hooks that
+start and stop each worker's audit writer."""
 
 import os
 import secrets
@@ -11,8 +12,20 @@ threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Recycle workers now and then (a leak stays bounded); the jitter keeps them from all
+# restarting at once. 0 turns it off.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
+preload_app = os.environ.get("GUNICORN_PRELOAD", "false").lower() in {"1", "true", "yes", "on"}
+# Who may tell gunicorn the original scheme (X-Forwarded-Proto): the proxies the app trusts.
+# Railway's proxy has no fixed address, so with TRUSTED_PROXY_COUNT set every peer is one.
+forwarded_allow_ips = os.environ.get(
+    "FORWARDED_ALLOW_IPS",
+    "*" if int(os.environ.get("TRUSTED_PROXY_COUNT", "0") or 0) > 0 else "127.0.0.1,::1",
+)
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
+logger_class = "mita_app.access_log.JsonAccessLogger"
 
 # In development without a SECRET_KEY, every worker would draw its own random key and reject
 # the others' tokens: draw one here, in the master, for all of them. Production never gets
@@ -24,3 +37,31 @@ if not os.environ.get("SECRET_KEY") and os.environ.get("MITA_ENV", "development"
         "tokens will not survive a restart",
         file=sys.stderr,
     )
+
+
+def post_fork(server, worker):
+    """A preloaded app was built in the master: its pooled connections are not the child's."""
+    if server.cfg.preload_app:
+        from mita_app.extensions import db
+
+        with worker.app.wsgi().app_context():
+            db.engine.dispose(close=False)
+
+
+def post_worker_init(worker):
+    """Each worker runs its own audit writer thread; the master never does."""
+    from mita_app.audit import writer_of
+
+    writer_of(worker.wsgi).start()
+
+
+def worker_exit(server, worker):
+    """On SIGTERM (or recycling), write what the worker's audit queue holds before it exits,
+    within half the graceful timeout: in-flight requests have had their share of it."""
+    app = getattr(worker, "wsgi", None)
+    if app is None:  # the worker failed before loading the app
+        return
+    from mita_app.audit import writer_of
+
+    writer = writer_of(app)
+    writer.stop(timeout=min(writer.shutdown_timeout, server.cfg.graceful_timeout / 2))

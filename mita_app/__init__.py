@@ -17,9 +17,10 @@ def create_app(
     """Build the app from `env` (default: the process environment); `config` overrides."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from . import cli, errors, health, logs, openapi
+    from . import audit, cli, errors, health, logs, openapi
     from .api import auth as auth_api
     from .api import users as users_api
+    from .audit import cli as audit_cli
     from .auth import guard
     from .config import from_env
     from .extensions import db, limiter, migrate
@@ -43,11 +44,14 @@ def create_app(
     )
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    app.config.setdefault("RATELIMIT_ON_BREACH", auth_api.record_rate_limited)
     limiter.init_app(app)
     guard.init_app(app)
+    audit.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
     cli.init_app(app)
+    audit_cli.init_app(app)
     app.register_blueprint(auth_api.bp)
     app.register_blueprint(users_api.bp)
     if app.config["TRUSTED_PROXY_COUNT"]:

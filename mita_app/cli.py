@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,7 +14,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from . import users
+from . import audit, users
 from .auth.sessions import revoke_user_sessions
 from .errors import MitaError
 from .extensions import db
@@ -33,7 +35,15 @@ class _NewPassword(Schema):
     password: Password
 
 
-def _reported(command: F) -> F:
+def operator() -> str:
+    """The operating-system user running the command, for the audit log."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return f"uid:{os.getuid()}"
+
+
+def reported(command: F) -> F:
     """Turn the API's errors into click errors (message on stderr, exit status 1)."""
 
     @functools.wraps(command)
@@ -86,12 +96,15 @@ def _password_option(command: F) -> F:
 @click.argument("email")
 @_password_option
 @click.option("--role", type=click.Choice(ROLES), default="user", show_default=True)
-@_reported
+@reported
 def create(email: str, password: str, role: str) -> None:
     """Create a user."""
     data = validate(_NewUser, {"email": email, "password": password})
     user = users.create_user(data.email, data.password, role=role)
     db.session.commit()
+    audit.record(
+        "admin.user.create", user_id=user.id, email=user.email, role=role, operator=operator()
+    )
     click.echo(f"created {user.email} ({user.id}) role={user.role}")
 
 
@@ -113,7 +126,7 @@ def list_users(role: str | None, disabled: bool, limit: int) -> None:
 
 @user_cli.command("show")
 @click.argument("user")
-@_reported
+@reported
 def show(user: str) -> None:
     """Show one user (by email or id) as JSON."""
     click.echo(json.dumps(_describe(users.get_user(user)), indent=2))
@@ -121,54 +134,71 @@ def show(user: str) -> None:
 
 @user_cli.command("disable")
 @click.argument("user")
-@_reported
+@reported
 def disable(user: str) -> None:
     """Disable a user and revoke all their sessions."""
     account = users.get_user(user)
     users.set_active(account, False)
+    audit.record("admin.user.disable", user_id=account.id, email=account.email, operator=operator())
     click.echo(f"disabled {account.email}; sessions revoked")
 
 
 @user_cli.command("enable")
 @click.argument("user")
-@_reported
+@reported
 def enable(user: str) -> None:
     """Re-enable a disabled user (and clear any login lockout)."""
     account = users.get_user(user)
     users.set_active(account, True)
+    audit.record("admin.user.enable", user_id=account.id, email=account.email, operator=operator())
     click.echo(f"enabled {account.email}")
 
 
 @user_cli.command("set-role")
 @click.argument("user")
 @click.argument("role", type=click.Choice(ROLES))
-@_reported
+@reported
 def set_role(user: str, role: str) -> None:
     """Give a user the role `user` or `admin`."""
     account = users.get_user(user)
+    previous = account.role
     users.set_role(account, role)
+    audit.record(
+        "admin.user.set_role",
+        user_id=account.id,
+        email=account.email,
+        role=role,
+        previous_role=previous,
+        operator=operator(),
+    )
     click.echo(f"{account.email} is now {role}")
 
 
 @user_cli.command("revoke-sessions")
 @click.argument("user")
-@_reported
+@reported
 def revoke_sessions(user: str) -> None:
     """Sign a user out everywhere."""
     account = users.get_user(user)
     revoke_user_sessions(account.id, "operator")
+    audit.record(
+        "admin.user.revoke_sessions", user_id=account.id, email=account.email, operator=operator()
+    )
     click.echo(f"revoked all sessions of {account.email}")
 
 
 @user_cli.command("set-password")
 @click.argument("user")
 @_password_option
-@_reported
+@reported
 def set_password(user: str, password: str) -> None:
     """Set a user's password and revoke all their sessions."""
     account = users.get_user(user)
     data = validate(_NewPassword, {"password": password})
     users.set_password(account, data.password)
+    audit.record(
+        "admin.user.set_password", user_id=account.id, email=account.email, operator=operator()
+    )
     click.echo(f"password of {account.email} set; sessions revoked")
 
 

@@ -38,7 +38,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -46,8 +46,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must be >= 0, got {value}")
+    if not value >= minimum:  # also refuses nan
+        raise ConfigError(f"{name} must be >= {minimum:g}, got {value}")
     return value
 
 
@@ -177,4 +177,10 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "RATELIMIT_REGISTER_PER_IP": env.get("RATELIMIT_REGISTER_PER_IP", "30 per minute"),
         "RATELIMIT_REFRESH_PER_IP": env.get("RATELIMIT_REFRESH_PER_IP", "120 per minute"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+        "AUDIT_ENABLED": _bool(env, "AUDIT_ENABLED", True),
+        "AUDIT_QUEUE_SIZE": _int(env, "AUDIT_QUEUE_SIZE", 10000, minimum=1),
+        "AUDIT_BATCH_SIZE": _int(env, "AUDIT_BATCH_SIZE", 500, minimum=1),
+        "AUDIT_FLUSH_INTERVAL": _float(env, "AUDIT_FLUSH_INTERVAL", 0.25, minimum=0.01),
+        "AUDIT_RETRY_MAX": _float(env, "AUDIT_RETRY_MAX", 5.0, minimum=0.01),
+        "AUDIT_SHUTDOWN_TIMEOUT": _float(env, "AUDIT_SHUTDOWN_TIMEOUT", 10.0),
     }

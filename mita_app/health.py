@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, Response, current_app
 from sqlalchemy import Engine, text
 
 from . import __version__
+from .audit import writer_of
 from .errors import error_response
 from .extensions import db
 from .validation import ok
@@ -63,16 +64,20 @@ def health() -> Response:
 
 @bp.get("/ready")
 def ready() -> Response:
+    """200 while the database answers (`degraded` if the audit writer is retrying), else 503."""
     probe: DatabaseProbe = current_app.extensions["mita.db_probe"]
     failure = probe.check(db.engine, current_app.config["READY_TIMEOUT"])
+    audit = writer_of(current_app).snapshot()
+    audit["ok"] = not audit["retrying"]
     if failure is None:
-        return ok({"status": "ok", "checks": {"database": {"ok": True}}})
+        checks = {"database": {"ok": True}, "audit": audit}
+        return ok({"status": "ok" if audit["ok"] else "degraded", "checks": checks})
     return error_response(
         503,
         "service_unavailable",
         "The database is not answering.",
         headers={"Retry-After": str(current_app.config["RETRY_AFTER"])},
-        extra={"checks": {"database": {"ok": False, "error": failure}}},
+        extra={"checks": {"database": {"ok": False, "error": failure}, "audit": audit}},
     )
 
 

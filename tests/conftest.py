@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from mita_app import create_app
+from mita_app.audit import writer_of
 from mita_app.config import normalize_database_url
 from mita_app.extensions import db
 
@@ -106,7 +107,9 @@ def build_app(database_url: str, *, create_schema: bool = True, **env: str) -> F
     return app
 
 
-def _dispose(app: Flask) -> None:
+def dispose(app: Flask) -> None:
+    """Stop the app's audit writer and close its connections."""
+    writer_of(app).stop(timeout=5)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -131,7 +134,7 @@ def app_factory(database_url: str) -> Iterator[Callable[..., Flask]]:
 
     yield factory
     for app in apps:
-        _dispose(app)
+        dispose(app)
 
 
 @pytest.fixture

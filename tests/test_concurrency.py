@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from mita_app.extensions import db
 from mita_app.models import AuthSession, User
-from tests.conftest import PASSWORD, build_app, pg_connect
+from tests.conftest import PASSWORD, build_app, dispose, pg_connect
 
 RACES = 10
 
@@ -27,9 +27,7 @@ RACES = 10
 def pg_app(pg_url):
     app = build_app(pg_url)
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    dispose(app)
 
 
 def refresh(client, refresh_token):

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from mita_app import create_app
 from mita_app.config import ConfigError, engine_options, from_env, normalize_database_url
 from mita_app.extensions import db
-from tests.conftest import FAST_HASH, TEST_SECRET, _dispose, build_app
+from tests.conftest import FAST_HASH, TEST_SECRET, build_app, dispose
 
 PG_URL = "postgresql+psycopg2://mita@db.internal:5432/mita"
 SQLITE_FILE_URL = "sqlite:////var/lib/mita/mita.db"
@@ -43,7 +43,7 @@ def built_apps() -> Iterator[Callable[..., Flask]]:
 
     yield build
     for app in apps:
-        _dispose(app)
+        dispose(app)
 
 
 # --- database URLs ------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def test_create_app_starts_in_production_with_a_strong_secret_key(
 
     assert app.config["SECRET_KEY"] == STRONG_KEY
     assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path}/prod.db"
-    _dispose(app)
+    dispose(app)
 
 
 # --- numbers and booleans -----------------------------------------------------------------------
@@ -463,7 +463,7 @@ def test_postgresql_server_applies_configured_timeouts(pg_url: str) -> None:
                 )
             ]
     finally:
-        _dispose(app)
+        dispose(app)
 
     assert values == ["1234ms", "567ms", "8901ms", "mita-config-test"]
 
@@ -478,4 +478,4 @@ def test_postgresql_statement_timeout_cancels_a_slow_query(pg_url: str) -> None:
         ):
             connection.execute(text("SELECT pg_sleep(2)"))
     finally:
-        _dispose(app)
+        dispose(app)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from mita_app.extensions import db
-from tests.conftest import PASSWORD, TEST_SECRET, build_app, pg_connect
+from tests.conftest import PASSWORD, TEST_SECRET, build_app, dispose, pg_connect
 
 
 def free_port():
@@ -60,12 +60,6 @@ def timed(call):
     started = time.monotonic()
     response = call()
     return response, time.monotonic() - started
-
-
-def dispose(app):
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture(params=["postgresql-nothing-listening", "sqlite-missing-directory"])
@@ -119,7 +113,10 @@ def test_health_stays_200_when_the_database_is_unreachable(unreachable_app):
 def test_ready_answers_200_when_the_database_answers(client):
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.get_json()["data"]["checks"] == {"database": {"ok": True}}
+    data = response.get_json()["data"]
+    assert data["status"] == "ok"
+    assert data["checks"]["database"] == {"ok": True}
+    assert data["checks"]["audit"]["ok"] is True
 
 
 @contextmanager

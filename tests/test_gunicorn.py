@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -23,7 +23,6 @@ from tests.conftest import FAST_HASH, NO_POSTGRES, PASSWORD, TEST_SECRET, scratc
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WORKERS = 2
-ACCESS_LOG_FORMAT = 'pid=%(p)s "%(r)s" %(s)s'
 
 
 def free_port():
@@ -97,8 +96,6 @@ def running_gunicorn(database_url, log_path):
         "gunicorn.conf.py",
         "--bind",
         f"127.0.0.1:{port}",
-        "--access-logformat",
-        ACCESS_LOG_FORMAT,
         "wsgi:app",
     ]
     with open(log_path, "wb") as log:
@@ -196,9 +193,17 @@ def status_of(raw_response):
     return int(raw_response.split(b" ", 2)[1])
 
 
+def access_entries(server):
+    """The access log's JSON lines, parsed."""
+    entries = []
+    for line in server.log().splitlines():
+        if line.startswith("{"):
+            entries.append(json.loads(line))
+    return entries
+
+
 def session_requests_by_worker(server):
-    pids = re.findall(r'pid=<(\d+)> "GET /api/auth/session ', server.log())
-    return set(pids)
+    return {e["pid"] for e in access_entries(server) if e["path"] == "/api/auth/session"}
 
 
 def test_gunicorn_serves_health_registration_and_authenticated_requests(server):
@@ -280,3 +285,27 @@ def test_gunicorn_master_stops_cleanly_on_sigterm(server_to_stop):
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url("/health"), timeout=1)
     assert "Traceback" not in server.log()
+
+
+def test_access_log_is_one_json_object_a_line_with_request_id_and_latency(server):
+    hostile = 'x" \\n{"forged": true}'
+    response = requests.get(
+        server.url("/health"), headers={"X-Request-ID": "trace-7", "User-Agent": hostile}, timeout=5
+    )
+    assert response.status_code == 200
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        mine = [e for e in access_entries(server) if e["request_id"] == "trace-7"]
+        if mine:
+            break
+        time.sleep(0.05)
+    assert len(mine) == 1, server.log()
+    entry = mine[0]
+    assert entry["method"] == "GET"
+    assert entry["path"] == "/health"
+    assert entry["status"] == 200
+    assert entry["user_agent"] == hostile
+    assert isinstance(entry["duration_ms"], float)
+    assert entry["duration_ms"] >= 0
+    assert not any("forged" in e for e in access_entries(server))

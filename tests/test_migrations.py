@@ -17,9 +17,9 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from mita_app.extensions import db
-from tests.conftest import _dispose, build_app, scratch_database
+from tests.conftest import build_app, dispose, scratch_database
 
-APP_TABLES = {"users", "auth_sessions"}
+APP_TABLES = {"users", "auth_sessions", "audit_events", "audit_writers"}
 VERSION_TABLE = "alembic_version"
 
 
@@ -52,7 +52,7 @@ def bare_app(empty_database_url: str) -> Iterator[Flask]:
     """An app on the empty database; it creates no tables of its own."""
     app = build_app(empty_database_url, create_schema=False)
     yield app
-    _dispose(app)
+    dispose(app)
 
 
 def tables(engine: Engine) -> set[str]:

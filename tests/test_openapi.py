@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from mita_app import __version__
 from mita_app.auth import login_required
 from mita_app.validation import ok, returns
-from tests.conftest import PASSWORD, AuthActions, _dispose, build_app
+from tests.conftest import PASSWORD, AuthActions, build_app, dispose
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 STATUS_KEY = re.compile(r"[1-5](\d\d|XX)|default")
@@ -34,7 +34,7 @@ def doc_app(tmp_path: Any) -> Iterator[Flask]:
     """The document does not depend on the database: one backend is enough to read it."""
     app = build_app(f"sqlite:///{tmp_path}/openapi.db", create_schema=False)
     yield app
-    _dispose(app)
+    dispose(app)
 
 
 @pytest.fixture

@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from flask import Blueprint, Response, current_app, request
+from flask_limiter import RequestLimit
 from pydantic import BaseModel, Field
 
+from .. import audit
 from ..auth import current_principal, current_user, login_required, service
 from ..auth.sessions import TokenPair, revoke_session, revoke_user_sessions, rotate
 from ..errors import MitaError
@@ -69,6 +71,11 @@ def _tokens(pair: TokenPair, status: int = 200) -> Response:
     )
 
 
+def record_rate_limited(limit: RequestLimit) -> None:
+    """Flask-Limiter's breach callback: every 429 is an audit event."""
+    audit.record("auth.rate_limited", limit=str(limit.limit), endpoint=request.endpoint)
+
+
 def _limit(name: str) -> str:
     return str(current_app.config[name])
 
@@ -114,6 +121,7 @@ def refresh(payload: RefreshIn) -> Response:
 @login_required
 def logout() -> Response:
     revoke_session(current_principal.session_id, "logout")
+    audit.record("auth.logout")
     return no_content()
 
 
@@ -122,6 +130,7 @@ def logout() -> Response:
 @login_required
 def logout_all() -> Response:
     revoke_user_sessions(current_principal.user_id, "logout_all")
+    audit.record("auth.logout_all")
     return no_content()
 
 

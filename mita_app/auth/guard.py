@@ -22,7 +22,8 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import select
 from werkzeug.local import LocalProxy
 
-from ..errors import InsufficientScope, InvalidToken, MissingCredentials
+from .. import audit
+from ..errors import AuthError, InsufficientScope, InvalidToken, MissingCredentials
 from ..extensions import db
 from ..models import AuthSession, User
 from .tokens import decode_access_token
@@ -170,10 +171,13 @@ def login_required(view: F | None = None, *, role: str | None = None) -> Any:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = authenticate()
-            if role is not None and principal.role != role:
-                raise InsufficientScope()
-            g.principal = principal
+            try:
+                g.principal = authenticate()
+                if role is not None and g.principal.role != role:
+                    raise InsufficientScope()
+            except (AuthError, InsufficientScope) as error:
+                audit.record("auth.denied", reason=error.code, detail=error.message)
+                raise
             return view(*args, **kwargs)
 
         wrapper.auth_role = role or "user"  # type: ignore[attr-defined]

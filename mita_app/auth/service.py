@@ -10,8 +10,10 @@ from decimal import Decimal
 from flask import current_app
 from sqlalchemy import case, text, update
 
+from .. import audit
 from ..errors import Forbidden, InvalidCredentials
 from ..extensions import db
+from ..fields import normalize_email
 from ..models import User, utcnow
 from ..users import create_user, find_by_email, set_password
 from .guard import Principal
@@ -34,6 +36,7 @@ def register(
     )
     pair = open_session(user)
     db.session.commit()
+    audit.record("auth.register", user_id=user.id, session_id=pair.session_id, email=user.email)
     return pair
 
 
@@ -41,8 +44,9 @@ def _locked(user: User, now: datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
 
 
-def _record_failure(user_id: uuid.UUID, now: datetime) -> None:
-    """Count a failed attempt atomically; enough of them within the window lock the account.
+def _record_failure(user_id: uuid.UUID, now: datetime) -> bool:
+    """Count a failed attempt atomically; enough of them within the window lock the account
+    (and then the answer is True).
 
     A failure without an account to count against (unknown email, locked account) passes a
     fresh id: the same statement and commit, matching nothing, so every failure costs the same.
@@ -66,7 +70,8 @@ def _record_failure(user_id: uuid.UUID, now: datetime) -> None:
         .returning(User.failed_logins)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
-    if failures is not None and failures >= config["LOGIN_LOCKOUT_THRESHOLD"]:
+    locked = failures is not None and failures >= config["LOGIN_LOCKOUT_THRESHOLD"]
+    if locked:
         db.session.execute(
             update(User)
             .where(User.id == user_id)
@@ -79,6 +84,7 @@ def _record_failure(user_id: uuid.UUID, now: datetime) -> None:
         )
         log.warning("account %s locked after %d failed logins", user_id, failures)
     db.session.commit()
+    return locked
 
 
 def login(email: str, password: str) -> TokenPair:
@@ -86,13 +92,16 @@ def login(email: str, password: str) -> TokenPair:
     one failure count (matching no row where there is no account to count against)."""
     user = find_by_email(email)
     now = utcnow()
-    if user is None or _locked(user, now):
+    if user is None:
         burn_password_check(password)
-        counted = uuid.uuid4()
+        counted, reason = uuid.uuid4(), "unknown_email"
+    elif _locked(user, now):
+        burn_password_check(password)
+        counted, reason = uuid.uuid4(), "account_locked"
     elif not verify_password(user.password_hash, password):
-        counted = user.id
+        counted, reason = user.id, "wrong_password"
     elif not user.is_active:
-        counted = uuid.uuid4()
+        counted, reason = uuid.uuid4(), "account_disabled"
     else:
         if user.failed_logins or user.first_failed_login_at or user.locked_until:
             user.failed_logins = 0
@@ -100,8 +109,18 @@ def login(email: str, password: str) -> TokenPair:
             user.locked_until = None
         pair = open_session(user)
         db.session.commit()
+        audit.record(
+            "auth.login.succeeded", user_id=user.id, session_id=pair.session_id, email=user.email
+        )
         return pair
-    _record_failure(counted, now)
+    locked = _record_failure(counted, now)
+    audit.record(
+        "auth.login.failed",
+        user_id=user.id if user else None,
+        email=normalize_email(email),
+        reason=reason,
+        locked_now=locked,
+    )
     raise InvalidCredentials()
 
 
@@ -110,8 +129,11 @@ def change_password(principal: Principal, user: User, current: str, new: str) ->
     now = utcnow()
     if _locked(user, now):
         burn_password_check(current)
+        audit.record("auth.password_change.failed", reason="account_locked")
         raise Forbidden("The current password is incorrect.", code="invalid_current_password")
     if not verify_password(user.password_hash, current):
-        _record_failure(user.id, now)
+        locked = _record_failure(user.id, now)
+        audit.record("auth.password_change.failed", reason="wrong_password", locked_now=locked)
         raise Forbidden("The current password is incorrect.", code="invalid_current_password")
     set_password(user, new, keep_session=principal.session_id)
+    audit.record("auth.password_changed")

@@ -8,15 +8,16 @@ a client replaying one) and revokes the whole family.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app, request
+from flask import current_app
 from sqlalchemy import update
 
+from .. import audit
+from ..client import client_ip, client_user_agent
 from ..errors import InvalidToken
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
@@ -32,26 +33,14 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     user: User
+    session_id: uuid.UUID
 
 
 def _pair(session: AuthSession, refresh_token: str, user: User) -> TokenPair:
     ttl = current_app.config["ACCESS_TOKEN_TTL"]
     remaining = int((session.expires_at - utcnow()).total_seconds())
     access = issue_access_token(user.id, session.id, session.expires_at)
-    return TokenPair(access, refresh_token, max(0, min(ttl, remaining)), user)
-
-
-def _client_user_agent() -> str | None:
-    printable = "".join(c for c in request.user_agent.string[:256] if c.isprintable())
-    return printable or None
-
-
-def _client_ip() -> str | None:
-    # With a trusted proxy, the address comes from a header: store it only if it is one.
-    try:
-        return str(ipaddress.ip_address(request.remote_addr or ""))
-    except ValueError:
-        return None
+    return TokenPair(access, refresh_token, max(0, min(ttl, remaining)), user, session.id)
 
 
 def open_session(user: User) -> TokenPair:
@@ -63,8 +52,8 @@ def open_session(user: User) -> TokenPair:
         created_at=now,
         last_used_at=now,
         expires_at=now + timedelta(seconds=current_app.config["REFRESH_TOKEN_TTL"]),
-        user_agent=_client_user_agent(),
-        ip=_client_ip(),
+        user_agent=client_user_agent(),
+        ip=client_ip(),
     )
     refresh_token = new_refresh_token(session.id)
     session.refresh_token_hash = hash_token(refresh_token)
@@ -77,16 +66,33 @@ def rotate(refresh_token: str) -> TokenPair:
     session_id = parse_refresh_token(refresh_token)
     session = db.session.get(AuthSession, session_id) if session_id else None
     if session is None:
+        audit.record("auth.refresh.failed", reason="unknown_token")
         raise InvalidToken("The refresh token is invalid.")
     presented = hash_token(refresh_token)
     if not hmac.compare_digest(session.refresh_token_hash, presented):
         if session.revoked_at is None:
             log.warning("refresh token reuse detected; revoking session %s", session.id)
             revoke_session(session.id, "refresh_token_reuse")
+            audit.record(
+                "auth.refresh.reuse_detected", user_id=session.user_id, session_id=session.id
+            )
+        else:
+            audit.record(
+                "auth.refresh.failed",
+                reason="session_revoked",
+                user_id=session.user_id,
+                session_id=session.id,
+            )
         raise InvalidToken("The refresh token has already been used; the session is revoked.")
     now = utcnow()
     user = session.user
     if not session.is_valid(now) or not user.is_active:
+        audit.record(
+            "auth.refresh.failed",
+            reason="session_ended" if user.is_active else "user_disabled",
+            user_id=session.user_id,
+            session_id=session.id,
+        )
         raise InvalidToken("The session has been revoked or has expired.")
     new_token = new_refresh_token(session.id)
     # Only the request that still finds the presented token current may rotate it: of two
@@ -103,8 +109,15 @@ def rotate(refresh_token: str) -> TokenPair:
     ).rowcount
     if won != 1:
         db.session.rollback()
+        audit.record(
+            "auth.refresh.failed",
+            reason="concurrent_refresh_lost",
+            user_id=session.user_id,
+            session_id=session.id,
+        )
         raise InvalidToken("The refresh token has already been used.")
     db.session.commit()
+    audit.record("auth.refresh", user_id=user.id, session_id=session.id)
     return _pair(session, new_token, user)
 
 

@@ -1,0 +1,361 @@
+"""The audit writer: one thread per process draining a bounded queue into the database.
+
+It writes on an engine of its own (a pool of one connection), never the request pool, so it
+cannot starve requests of connections. Each batch is one transaction. While the database is
+down it keeps its batch and retries with capped exponential backoff; events that do not fit in
+the queue, or that the database refuses, or that are still unwritten when the shutdown budget
+runs out, are written to stderr as one JSON line each and counted: none is dropped silently.
+
+The thread belongs to the process that started it. After a fork the child starts its own
+(gunicorn: `post_worker_init`, or lazily on first use); `stop` (gunicorn: `worker_exit`, or
+`atexit` elsewhere) flushes what is queued within a budget.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from psycopg2.extras import execute_values
+from sqlalchemy import Engine, create_engine, insert
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..errors import DATABASE_DOWN
+from ..extensions import db
+from ..models import AuditEvent, AuditWriterState
+
+log = logging.getLogger(__name__)
+
+COLUMNS = tuple(column.name for column in AuditEvent.__table__.columns)
+# psycopg2's execute_values renders the whole batch as one multi-row INSERT from plain tuples;
+# SQLAlchemy's own executemany path measured ~19 000 rows/s here against ~28 000 for this.
+# Built from the model's own names, never from input.
+_PG_INSERT = f"INSERT INTO {AuditEvent.__tablename__} ({', '.join(COLUMNS)}) VALUES %s"  # noqa: S608
+HEARTBEAT_INTERVAL = 1.0  # seconds between reports of a busy writer
+IDLE_HEARTBEAT_INTERVAL = 10.0  # ... and of an idle one
+_INITIAL_BACKOFF = 0.05
+
+_WAKE: dict[str, Any] = {}  # put on the queue by `stop`, so the thread need not time out first
+_fork_guard = threading.Lock()
+
+
+def _new_fork_guard() -> None:
+    global _fork_guard
+    _WAKE: dict[str, Any] = {}  # put on the queue by `stop`, so the thread need not time out first
+
+
+_fork_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_fork_guard)
+
+
+def _pg_value(name: str, value: Any) -> Any:
+    if name == "details":
+        return json.dumps(value)
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _pg_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(_pg_value(name, event[name]) for name in COLUMNS)
+
+
+class AuditWriter:
+    """Queue, thread and counters of one process's audit pipeline (`app.extensions`)."""
+
+    def __init__(self, app: Flask) -> None:
+        config = app.config
+        self.app = app
+        self.enabled: bool = config["AUDIT_ENABLED"]
+        self.queue_size: int = config["AUDIT_QUEUE_SIZE"]
+        self.batch_size: int = config["AUDIT_BATCH_SIZE"]
+        self.flush_interval: float = config["AUDIT_FLUSH_INTERVAL"]
+        self.retry_max: float = config["AUDIT_RETRY_MAX"]
+        self.shutdown_timeout: float = config["AUDIT_SHUTDOWN_TIMEOUT"]
+        self._pid: int | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh per-process state: a forked child must not use its parent's queue or locks."""
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(self.queue_size)
+        self._stopping = threading.Event()
+        self._stopped = False
+        self._give_up_at = float("inf")
+        self._thread: threading.Thread | None = None
+        self._engine: Engine | None = None
+        self._pending = 0  # submitted, not yet written or spilled
+        self._last_report = 0.0
+        self.writer_id = uuid.uuid4()
+        self.started_at = datetime.now(UTC)
+        self.written = self.batches = self.write_failures = self.spilled = 0
+        self.retrying = False
+        self.last_error: str | None = None
+
+    def _adopt_process(self) -> None:
+        pid = os.getpid()
+        if self._pid != pid:
+            with _fork_guard:
+                if self._pid != pid:
+                    self._reset()
+                    self._pid = pid
+
+    # --- the side requests and commands see ------------------------------------------------------
+
+    def start(self) -> None:
+        """Start this process's writer thread, once. Never in a process that only forks."""
+        if not self.enabled:
+            return
+        self._adopt_process()
+        with self._lock:
+            if self._thread is not None or self._stopped:
+                return
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+        atexit.register(self._stop_at_exit, os.getpid())
+
+    def submit(self, events: list[dict[str, Any]]) -> None:
+        """Queue events; never blocks. What does not fit is spilled to the log, and counted."""
+        if not events:
+            return
+        self.start()
+        with self._lock:
+            self._pending += len(events)
+            stopped = self._stopped
+        for event in events:
+            if stopped:
+                self._spill(event, "writer_stopped")
+                continue
+            try:
+                self._queue.put_nowait(event)
+            except queue.Full:
+                self._spill(event, "queue_full")
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every submitted event is written or spilled; False if time ran out."""
+        deadline = time.monotonic() + timeout
+        with self._settled:
+            while self._pending > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._settled.wait(remaining)
+        return True
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Write what is queued, within `timeout` seconds, then stop; spill what is left."""
+        if self._pid != os.getpid():
+            return
+        budget = self.shutdown_timeout if timeout is None else timeout
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            thread = self._thread
+        self._give_up_at = time.monotonic() + budget
+        self._stopping.set()
+        with contextlib.suppress(queue.Full):  # a full queue keeps the thread busy anyway
+            self._queue.put_nowait(_WAKE)
+        if thread is not None:
+            thread.join(budget + 0.5)
+            if thread.is_alive():
+                log.error("audit writer did not finish within %.1f s", budget)
+        while True:  # only if the thread gave up, or never ran
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if event is not _WAKE:
+                self._spill(event, "shutdown")
+
+    def _stop_at_exit(self, pid: int) -> None:
+        if pid == os.getpid():
+            self.stop()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            running = self._thread is not None and self._thread.is_alive()
+            return {
+                "enabled": self.enabled,
+                "running": running,
+                "pid": self._pid,
+                "queue_depth": self._queue.qsize(),
+                "queue_size": self.queue_size,
+                "written": self.written,
+                "batches": self.batches,
+                "write_failures": self.write_failures,
+                "spilled": self.spilled,
+                "retrying": self.retrying,
+                "last_error": self.last_error,
+            }
+
+    # --- the writer thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with self.app.app_context():
+            try:
+                while True:
+                    batch = self._take_batch()
+                    try:
+                        if batch:
+                            self._write(batch)
+                        elif self._stopping.is_set():
+                            break
+                        elif time.monotonic() - self._last_report >= IDLE_HEARTBEAT_INTERVAL:
+                            self._report_alone()
+                    except Exception:  # the thread must outlive any bug: spill and go on
+                        log.exception("audit writer failed on a batch of %d", len(batch))
+                        for event in batch:
+                            self._spill(event, "writer_error")
+                self._report_alone()
+            finally:
+                if self._engine is not None:
+                    self._engine.dispose()
+
+    def _take_batch(self) -> list[dict[str, Any]]:
+        """Up to `batch_size` events: waits for the first, then for more until the flush
+        interval has passed since it (not at all when stopping)."""
+        try:
+            if self._stopping.is_set():
+                first = self._queue.get_nowait()
+            else:
+                first = self._queue.get(timeout=self.flush_interval)
+        except queue.Empty:
+            return []
+        batch = [] if first is _WAKE else [first]
+        deadline = time.monotonic() + self.flush_interval
+        while len(batch) < self.batch_size:
+            remaining = 0.0 if self._stopping.is_set() else deadline - time.monotonic()
+            try:
+                if remaining > 0:
+                    event = self._queue.get(timeout=remaining)
+                else:
+                    event = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if event is not _WAKE:
+                batch.append(event)
+        return batch
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        delay = _INITIAL_BACKOFF
+        while True:
+            try:
+                report = time.monotonic() - self._last_report >= HEARTBEAT_INTERVAL
+                self._insert(batch, report=report)
+            except DATABASE_DOWN as error:
+                # The database is unreachable: keep the events and try again later.
+                self._failed(error, retrying=True)
+                wait = min(delay, self._give_up_at - time.monotonic())
+                if wait <= 0:
+                    for event in batch:
+                        self._spill(event, "database_unavailable_at_shutdown")
+                    return
+                time.sleep(wait)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            except Exception as error:
+                # The database refused this data: find the events it refuses, one by one.
+                self._failed(error, retrying=False)
+                if len(batch) == 1:
+                    log.warning("audit event refused by the database: %s", type(error).__name__)
+                    self._spill(batch[0], "refused")
+                    return
+                for event in batch:
+                    self._write([event])
+                return
+            self._written(len(batch))
+            return
+
+    def _insert(self, batch: list[dict[str, Any]], *, report: bool) -> None:
+        with self._get_engine().begin() as connection:
+            if connection.dialect.name == "postgresql":
+                with connection.connection.cursor() as cursor:
+                    rows = [_pg_row(event) for event in batch]
+                    execute_values(cursor, _PG_INSERT, rows, page_size=len(rows))
+            else:
+                connection.execute(insert(AuditEvent.__table__), batch)
+            if report:
+                connection.execute(self._report_statement(connection.dialect.name))
+
+    def _report_alone(self) -> None:
+        try:
+            with self._get_engine().begin() as connection:
+                connection.execute(self._report_statement(connection.dialect.name))
+        except Exception as error:  # a report is worth one try; the next one carries the news
+            log.debug("audit writer report failed: %s", type(error).__name__)
+            self._last_report = time.monotonic()
+
+    def _report_statement(self, dialect: str) -> Any:
+        self._last_report = time.monotonic()
+        with self._lock:
+            values = {
+                "id": self.writer_id,
+                "host": socket.gethostname()[:255],
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+                "updated_at": datetime.now(UTC),
+                "queue_depth": self._queue.qsize(),
+                "written": self.written,
+                "batches": self.batches,
+                "write_failures": self.write_failures,
+                "spilled": self.spilled,
+                "last_error": self.last_error,
+            }
+        upsert = (postgresql if dialect == "postgresql" else sqlite).insert(AuditWriterState)
+        changing = {k: v for k, v in values.items() if k not in ("id", "host", "started_at")}
+        return upsert.values(values).on_conflict_do_update(index_elements=["id"], set_=changing)
+
+    def _get_engine(self) -> Engine:
+        if self._engine is None:
+            options = dict(self.app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+            if "pool_size" in options:
+                options.update(pool_size=1, max_overflow=0)
+            # db.engine's URL is the configured one as Flask-SQLAlchemy resolved it (a relative
+            # SQLite path lands in instance/); only its URL is used, never its pool.
+            self._engine = create_engine(db.engine.url, **options)
+        return self._engine
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+
+    def _written(self, count: int) -> None:
+        with self._settled:
+            self.written += count
+            self.batches += 1
+            self.retrying = False
+            self._pending -= count
+            self._settled.notify_all()
+
+    def _failed(self, error: Exception, *, retrying: bool) -> None:
+        with self._lock:
+            self.write_failures += 1
+            self.retrying = retrying
+            self.last_error = f"{type(error).__name__}"
+        if retrying and self.write_failures % 20 == 1:
+            log.warning("audit writer cannot reach the database (%s); retrying", self.last_error)
+
+    def _spill(self, event: dict[str, Any], reason: str) -> None:
+        """Write one event as one JSON line to stderr, and count it."""
+        line = json.dumps({"audit_spill": reason, **event}, default=str, ensure_ascii=True)
+        try:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # stderr closed: the count still says it happened
+            pass
+        with self._settled:
+            self.spilled += 1
+            self._pending -= 1
+            self._settled.notify_all()
