@@ -44,7 +44,7 @@ def create_app(
     )
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
-    app.config.setdefault("RATELIMIT_ON_BREACH", auth_api.record_rate_limited)
+    app.config.setdefault("RATELIMIT_ON_BREACH_CALLBACK", auth_api.record_rate_limited)
     limiter.init_app(app)
     guard.init_app(app)
     audit.init_app(app)

@@ -97,9 +97,19 @@ def env_for(database_url: str, **overrides: str) -> dict[str, str]:
     }
 
 
+class ClosingClient(FlaskClient):
+    """A test client that consumes and closes each response, as a WSGI server does, so that
+    what the app does once a response is closed (handing audit events over) happens."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 def build_app(database_url: str, *, create_schema: bool = True, **env: str) -> Flask:
     """An app configured only from the given environment (never the process's own)."""
     app = create_app({"TESTING": True}, env=env_for(database_url, **env))
+    app.test_client_class = ClosingClient
     if create_schema:
         with app.app_context():
             db.drop_all()
