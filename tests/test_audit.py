@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -300,6 +302,12 @@ def test_audit_disabled_records_nothing(app_factory):
 # --- the writer ------------------------------------------------------------------------------
 
 
+def spills(capfd: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The events the writer spilled to stderr so far, as the JSON objects it wrote."""
+    lines = capfd.readouterr().err.splitlines()
+    return [json.loads(line) for line in lines if line.startswith('{"audit_spill"')]
+
+
 def synthetic(count: int, event_type: str = "test.bulk") -> list[dict[str, Any]]:
     return [build(event_type, details={"n": n}) for n in range(count)]
 
@@ -326,9 +334,7 @@ def test_events_the_database_refuses_are_spilled_and_the_rest_of_the_batch_is_wr
         writer.submit(batch)
 
     assert [e["details"]["n"] for e in events_of(app, "test.bulk")] == [0, 2]
-    spilled = [
-        json.loads(line) for line in capfd.readouterr().err.splitlines() if "audit_spill" in line
-    ]
+    spilled = spills(capfd)
     assert [(s["audit_spill"], s["id"]) for s in spilled] == [("refused", str(batch[1]["id"]))]
     assert writer.snapshot()["spilled"] == 1
 
@@ -341,9 +347,7 @@ def test_events_submitted_after_stop_are_spilled_not_lost(app, capfd):
         writer.submit(synthetic(1, "test.late"))
 
     assert len(events_of(app, "test.bulk")) == 2
-    spilled = [
-        json.loads(line) for line in capfd.readouterr().err.splitlines() if "audit_spill" in line
-    ]
+    spilled = spills(capfd)
     assert [(s["audit_spill"], s["event_type"]) for s in spilled] == [
         ("writer_stopped", "test.late")
     ]
@@ -459,3 +463,36 @@ def test_an_operator_command_process_writes_its_event_before_it_exits(tmp_path):
         assert created["details"]["email"] == "cli@example.com"
     finally:
         dispose(app)
+
+
+def test_stopping_while_the_database_is_unreachable_spills_everything_within_the_budget(capfd):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
+    app = build_app(
+        f"postgresql://postgres@127.0.0.1:{port}/mita",
+        create_schema=False,
+        AUDIT_BATCH_SIZE="10",
+        AUDIT_RETRY_MAX="30",  # a long backoff, which the stop must cut short
+    )
+    writer = writer_of(app)
+    try:
+        with app.app_context():
+            writer.submit(synthetic(25))
+        # Seven failures in, the backoff has doubled to a 6.4 s sleep: longer than the budget.
+        deadline = time.monotonic() + 15
+        while writer.snapshot()["write_failures"] < 7 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writer.snapshot()["retrying"] is True
+
+        started = time.monotonic()
+        writer.stop(timeout=1)
+        assert time.monotonic() - started < 1.5
+    finally:
+        dispose(app)
+
+    spilled = spills(capfd)
+    assert len(spilled) == 25
+    assert len({s["id"] for s in spilled}) == 25
+    assert {s["audit_spill"] for s in spilled} <= {"database_unavailable_at_shutdown", "shutdown"}
+    assert writer.snapshot()["spilled"] == 25

@@ -93,6 +93,7 @@ class AuditWriter:
         self._settled = threading.Condition(self._lock)
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(self.queue_size)
         self._stopping = threading.Event()
+        self._interrupt = threading.Event()  # cuts a retry backoff short when `stop` is called
         self._stopped = False
         self._give_up_at = float("inf")
         self._thread: threading.Thread | None = None
@@ -167,6 +168,7 @@ class AuditWriter:
             thread = self._thread
         self._give_up_at = time.monotonic() + budget
         self._stopping.set()
+        self._interrupt.set()
         with contextlib.suppress(queue.Full):  # a full queue keeps the thread busy anyway
             self._queue.put_nowait(_WAKE)
         if thread is not None:
@@ -220,7 +222,8 @@ class AuditWriter:
                         log.exception("audit writer failed on a batch of %d", len(batch))
                         for event in batch:
                             self._spill(event, "writer_error")
-                self._report_alone()
+                if not self.retrying:  # a database that is down would only cost the budget
+                    self._report_alone()
             finally:
                 if self._engine is not None:
                     self._engine.dispose()
@@ -264,7 +267,8 @@ class AuditWriter:
                     for event in batch:
                         self._spill(event, "database_unavailable_at_shutdown")
                     return
-                time.sleep(wait)
+                if self._interrupt.wait(wait):  # `stop` was called: the budget is known now
+                    self._interrupt.clear()
                 delay = min(delay * 2, self.retry_max)
                 continue
             except Exception as error:
