@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -496,3 +497,23 @@ def test_stopping_while_the_database_is_unreachable_spills_everything_within_the
     assert len({s["id"] for s in spilled}) == 25
     assert {s["audit_spill"] for s in spilled} <= {"database_unavailable_at_shutdown", "shutdown"}
     assert writer.snapshot()["spilled"] == 25
+
+
+def test_a_forked_child_starts_its_own_writer_even_if_the_parent_was_adopting_one(app):
+    # The worst moment to fork: another thread of the parent holds the adoption lock.
+    from mita_app.audit import writer as module
+
+    writer = writer_of(app)
+    with module._fork_guard:
+        pid = os.fork()
+        if pid == 0:  # the child: start, and say whether the writer is this process's own
+            writer.start()
+            os._exit(0 if writer.snapshot()["pid"] == os.getpid() else 1)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if done == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child blocked on the lock its parent held when it forked")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

@@ -48,15 +48,13 @@ IDLE_HEARTBEAT_INTERVAL = 10.0  # ... and of an idle one
 _INITIAL_BACKOFF = 0.05
 
 _WAKE: dict[str, Any] = {}  # put on the queue by `stop`, so the thread need not time out first
+# Taken when a process adopts its writer. A child must not inherit it held by a parent thread.
 _fork_guard = threading.Lock()
 
 
 def _new_fork_guard() -> None:
     global _fork_guard
-    _WAKE: dict[str, Any] = {}  # put on the queue by `stop`, so the thread need not time out first
-
-
-_fork_guard = threading.Lock()
+    _fork_guard = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_new_fork_guard)
