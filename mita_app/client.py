@@ -17,4 +17,7 @@ def client_ip() -> str | None:
 
 def client_user_agent() -> str | None:
     """The User-Agent, printable characters only, at most 256 of them."""
-    return "".join(c for c in request.user_agent.string[:256] if c.isprintable()) or None
+    agent = request.headers.get("User-Agent", "")[:256]
+    if not agent.isprintable():  # rare: only then pay for a pass over each character
+        agent = "".join(c for c in agent if c.isprintable())
+    return agent or None

@@ -517,3 +517,27 @@ def test_a_forked_child_starts_its_own_writer_even_if_the_parent_was_adopting_on
         os.waitpid(pid, 0)
         pytest.fail("the child blocked on the lock its parent held when it forked")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_event_ids_are_time_ordered_uuid7():
+    first = build("test.a", details={})["id"]
+    time.sleep(0.002)
+    second = build("test.b", details={})["id"]
+
+    assert (first.version, second.version) == (7, 7)
+    assert first < second
+
+
+@pytest.mark.postgres
+def test_postgresql_refuses_an_oversized_value_instead_of_truncating_it(pg_url, capfd):
+    app = build_app(pg_url, AUDIT_FLUSH_INTERVAL="0.5")
+    try:
+        batch = synthetic(2)
+        batch[0]["path"] = "/" + "p" * 600  # the column holds 512; record() would have cut it
+        with app.app_context():
+            writer_of(app).submit(batch)
+
+        assert [e["details"]["n"] for e in events_of(app, "test.bulk")] == [1]
+        assert [s["id"] for s in spills(capfd)] == [str(batch[0]["id"])]
+    finally:
+        dispose(app)

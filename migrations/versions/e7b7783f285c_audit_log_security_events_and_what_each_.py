@@ -33,7 +33,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events'))
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.create_index('ix_audit_events_created_at', ['created_at'], unique=False)
+        batch_op.create_index('ix_audit_events_created_at', ['created_at'], unique=False, postgresql_using='brin')
         batch_op.create_index('ix_audit_events_event_type_created_at', ['event_type', 'created_at'], unique=False)
         batch_op.create_index('ix_audit_events_user_id_created_at', ['user_id', 'created_at'], unique=False)
 
