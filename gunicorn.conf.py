@@ -26,6 +26,9 @@ forwarded_allow_ips = os.environ.get(
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 logger_class = "mita_app.access_log.JsonAccessLogger"
+# No runtime control socket: nothing here uses gunicornc, and every master on a host would
+# claim the same $HOME/.gunicorn/gunicorn.ctl (and run one more thread).
+control_socket_disable = True
 
 # In development without a SECRET_KEY, every worker would draw its own random key and reject
 # the others' tokens: draw one here, in the master, for all of them. Production never gets

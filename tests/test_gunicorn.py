@@ -3,144 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import FAST_HASH, NO_POSTGRES, PASSWORD, TEST_SECRET, scratch_database
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-WORKERS = 2
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def server_env(database_url):
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": database_url,
-        "WEB_CONCURRENCY": str(WORKERS),
-        "PASSWORD_HASH_METHOD": FAST_HASH,
-        "DB_POOL_TIMEOUT": "2",
-    }
-
-
-def upgrade(database_url):
-    result = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=server_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    base_url: str
-    port: int
-    log_path: Path
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def url(self, path):
-        return self.base_url + path
-
-
-def wait_until_serving(server, deadline_seconds=20):
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"gunicorn exited early:\n{server.log()}")
-        try:
-            response = requests.get(server.url("/health"), timeout=2)
-        except requests.RequestException:
-            # Refused before the master binds; read timeout while no worker accepts yet.
-            time.sleep(0.05)
-            continue
-        if response.status_code == 200:
-            return
-    raise AssertionError(f"gunicorn did not serve /health in time:\n{server.log()}")
-
-
-@contextlib.contextmanager
-def running_gunicorn(database_url, log_path):
-    """A gunicorn master on a free loopback port; killed with its workers whatever happens."""
-    port = free_port()
-    command = [
-        str(BIN / "gunicorn"),
-        "-c",
-        "gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "wsgi:app",
-    ]
-    with open(log_path, "wb") as log:
-        # Its own process group, so that the cleanup below reaches the workers too.
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=server_env(database_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", port, log_path)
-    try:
-        wait_until_serving(server)
-        yield server
-    finally:
-        stop(process)
-
-
-def stop(process):
-    """SIGTERM the master; if it is not gone in a few seconds, SIGKILL its whole group."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        # Not reaped yet, so the group id still belongs to this master and its workers.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def migrated_sqlite_database(directory):
-    url = f"sqlite:///{directory}/mita.db"
-    upgrade(url)
-    return url
-
-
-@contextlib.contextmanager
-def migrated_postgres_database(base_url):
-    """A database of its own, migrated with `flask db upgrade`, dropped afterwards."""
-    with scratch_database(base_url, "mita_gunicorn") as url:
-        upgrade(url)
-        yield url
+from tests.conftest import NO_POSTGRES, PASSWORD
+from tests.gunicorn_server import (
+    WORKERS,
+    access_entries,
+    migrated_postgres_database,
+    migrated_sqlite_database,
+    running_gunicorn,
+)
 
 
 @contextlib.contextmanager
@@ -191,15 +71,6 @@ def raw_exchange(port, payload):
 
 def status_of(raw_response):
     return int(raw_response.split(b" ", 2)[1])
-
-
-def access_entries(server):
-    """The access log's JSON lines, parsed."""
-    entries = []
-    for line in server.log().splitlines():
-        if line.startswith("{"):
-            entries.append(json.loads(line))
-    return entries
 
 
 def session_requests_by_worker(server):
