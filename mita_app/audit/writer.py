@@ -143,17 +143,20 @@ class AuditWriter:
         if not events:
             return
         self.start()
+        # Under the lock, so that no event slips into the queue after `stop` has emptied it.
         with self._lock:
             self._pending += len(events)
-            stopped = self._stopped
-        for event in events:
-            if stopped:
-                self._spill(event, "writer_stopped")
-                continue
-            try:
-                self._queue.put_nowait(event)
-            except queue.Full:
-                self._spill(event, "queue_full")
+            if self._stopped:
+                refused, reason = list(events), "writer_stopped"
+            else:
+                refused, reason = [], "queue_full"
+                for event in events:
+                    try:
+                        self._queue.put_nowait(event)
+                    except queue.Full:
+                        refused.append(event)
+        for event in refused:
+            self._spill(event, reason)
 
     def flush(self, timeout: float) -> bool:
         """Wait until every submitted event is written or spilled; False if time ran out."""
