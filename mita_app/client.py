@@ -7,12 +7,17 @@ import ipaddress
 from flask import request
 
 
-def client_ip() -> str | None:
-    """The client's address if it is one (behind a trusted proxy it comes from a header)."""
+def valid_ip(address: str | None) -> str | None:
+    """`address` if it is an IP address (in its canonical form), else None."""
     try:
-        return str(ipaddress.ip_address(request.remote_addr or ""))
+        return str(ipaddress.ip_address(address or ""))
     except ValueError:
         return None
+
+
+def client_ip() -> str | None:
+    """The client's address if it is one (behind a trusted proxy it comes from a header)."""
+    return valid_ip(request.remote_addr)
 
 
 def client_user_agent() -> str | None:

@@ -183,4 +183,6 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "AUDIT_FLUSH_INTERVAL": _float(env, "AUDIT_FLUSH_INTERVAL", 0.25, minimum=0.01),
         "AUDIT_RETRY_MAX": _float(env, "AUDIT_RETRY_MAX", 5.0, minimum=0.01),
         "AUDIT_SHUTDOWN_TIMEOUT": _float(env, "AUDIT_SHUTDOWN_TIMEOUT", 10.0),
+        "AUDIT_BURST_LIMIT": _int(env, "AUDIT_BURST_LIMIT", 20),
+        "AUDIT_BURST_WINDOW": _float(env, "AUDIT_BURST_WINDOW", 10.0, minimum=0.1),
     }

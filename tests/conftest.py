@@ -16,12 +16,14 @@ import psycopg2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from mita_app import create_app
 from mita_app.audit import writer_of
 from mita_app.config import normalize_database_url
 from mita_app.extensions import db
+from mita_app.models import AuditEvent
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 PASSWORD = "correct horse battery"
@@ -187,3 +189,16 @@ class AuthActions:
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)
+
+
+def events_of(app: Flask, event_type: str | None = None) -> list[dict[str, Any]]:
+    """Every event written so far (after waiting for the writer), oldest first."""
+    assert writer_of(app).flush(10), writer_of(app).snapshot()
+    with app.app_context():
+        query = select(AuditEvent).order_by(AuditEvent.created_at)
+        if event_type is not None:
+            query = query.where(AuditEvent.event_type == event_type)
+        return [
+            {column.name: getattr(row, column.name) for column in AuditEvent.__table__.columns}
+            for row in db.session.scalars(query)
+        ]

@@ -25,22 +25,9 @@ from mita_app.audit import writer_of
 from mita_app.audit.events import build
 from mita_app.extensions import db
 from mita_app.models import AuditEvent, AuditWriterState
-from tests.conftest import PASSWORD, TEST_SECRET, build_app, dispose
+from tests.conftest import PASSWORD, TEST_SECRET, build_app, dispose, events_of
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def events_of(app: Flask, event_type: str | None = None) -> list[dict[str, Any]]:
-    """Every event written so far (after waiting for the writer), oldest first."""
-    assert writer_of(app).flush(10), writer_of(app).snapshot()
-    with app.app_context():
-        query = select(AuditEvent).order_by(AuditEvent.created_at)
-        if event_type is not None:
-            query = query.where(AuditEvent.event_type == event_type)
-        return [
-            {column.name: getattr(row, column.name) for column in AuditEvent.__table__.columns}
-            for row in db.session.scalars(query)
-        ]
 
 
 def only(app: Flask, event_type: str) -> dict[str, Any]:

@@ -243,6 +243,14 @@ def test_create_app_starts_in_production_with_a_strong_secret_key(
         ("LOGIN_LOCKOUT_THRESHOLD", "0"),
         ("TRUSTED_PROXY_COUNT", "-1"),
         ("RATELIMIT_ENABLED", "perhaps"),
+        ("AUDIT_ENABLED", "sometimes"),
+        ("AUDIT_QUEUE_SIZE", "0"),
+        ("AUDIT_BATCH_SIZE", "many"),
+        ("AUDIT_FLUSH_INTERVAL", "0"),
+        ("AUDIT_RETRY_MAX", "nan"),
+        ("AUDIT_SHUTDOWN_TIMEOUT", "-1"),
+        ("AUDIT_BURST_LIMIT", "-1"),
+        ("AUDIT_BURST_WINDOW", "0"),
     ],
 )
 def test_invalid_setting_is_refused_naming_the_variable(name: str, value: str) -> None:

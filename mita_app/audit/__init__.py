@@ -11,7 +11,15 @@ import functools
 import logging
 from typing import Any, cast
 
-from flask import Flask, Response, current_app, g, has_app_context, has_request_context
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    has_app_context,
+    has_request_context,
+    request,
+)
 
 from .events import build
 from .writer import AuditWriter
@@ -36,8 +44,16 @@ def record(event_type: str, *, user_id: Any = None, session_id: Any = None, **de
         writer = writer_of(current_app)
         if not writer.enabled:
             return
+        in_request = has_request_context()
+        if in_request and not writer.gate.admit(
+            event_type,
+            request.remote_addr,
+            details.get("reason", details.get("endpoint")),
+            g.get("request_id"),
+        ):
+            return  # a flood from one source: counted, and summed up when its window closes
         event = build(event_type, user_id=user_id, session_id=session_id, details=details)
-        if has_request_context():
+        if in_request:
             g.setdefault("audit_events", []).append(event)
         else:
             writer.submit([event])

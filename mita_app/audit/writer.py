@@ -32,9 +32,12 @@ from flask import Flask
 from sqlalchemy import Engine, create_engine, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..client import valid_ip
 from ..errors import DATABASE_DOWN
 from ..extensions import db
 from ..models import AuditEvent, AuditWriterState
+from .bursts import BurstGate
+from .events import build
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ class AuditWriter:
         self.flush_interval: float = config["AUDIT_FLUSH_INTERVAL"]
         self.retry_max: float = config["AUDIT_RETRY_MAX"]
         self.shutdown_timeout: float = config["AUDIT_SHUTDOWN_TIMEOUT"]
+        self.gate = BurstGate(config["AUDIT_BURST_LIMIT"], config["AUDIT_BURST_WINDOW"])
         self._pid: int | None = None
         self._reset()
 
@@ -143,10 +147,14 @@ class AuditWriter:
         if not events:
             return
         self.start()
-        # Under the lock, so that no event slips into the queue after `stop` has emptied it.
+        self._enqueue(events, from_writer=False)
+
+    def _enqueue(self, events: list[dict[str, Any]], *, from_writer: bool) -> None:
+        # Under the lock, so that no event slips into the queue after `stop` has emptied it
+        # (only the writer itself still queues then: the summaries of its last windows).
         with self._lock:
             self._pending += len(events)
-            if self._stopped:
+            if self._stopped and not from_writer:
                 refused, reason = list(events), "writer_stopped"
             else:
                 refused, reason = [], "queue_full"
@@ -228,9 +236,12 @@ class AuditWriter:
                         if batch:
                             self._write(batch)
                         elif self._stopping.is_set():
+                            if self._queue_summaries(final=True):
+                                continue
                             break
                         elif time.monotonic() - self._last_report >= IDLE_HEARTBEAT_INTERVAL:
                             self._report_alone()
+                        self._queue_summaries(final=False)
                     except Exception:  # the thread must outlive any bug: spill and go on
                         log.exception("audit writer failed on a batch of %d", len(batch))
                         for event in batch:
@@ -240,6 +251,17 @@ class AuditWriter:
             finally:
                 if self._engine is not None:
                     self._engine.dispose()
+
+    def _queue_summaries(self, *, final: bool) -> int:
+        """Queue a `<type>.suppressed` event for each flood window that has closed."""
+        events = []
+        for summary in self.gate.summaries(final=final):
+            event = build(summary["event_type"], details=summary["details"])
+            event["ip"] = valid_ip(summary["ip"])
+            events.append(event)
+        if events:
+            self._enqueue(events, from_writer=True)
+        return len(events)
 
     def _take_batch(self) -> list[dict[str, Any]]:
         """Up to `batch_size` events: waits for the first, then lets the queue fill for one
