@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,6 +33,13 @@ FAST_HASH = "pbkdf2:sha256:1000"
 NO_POSTGRES = (
     "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
 )
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (until something binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def pg_connect(url: str, *, autocommit: bool = True) -> Any:

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,12 @@ from typing import Any
 
 import requests
 
-from tests.conftest import FAST_HASH, TEST_SECRET, scratch_database
+from tests.conftest import FAST_HASH, TEST_SECRET, free_port, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WORKERS = 2
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def server_env(database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -16,7 +16,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ from glob import glob
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 COMMAND_TIMEOUT = 120  # seconds; initdb is the slow one, and pg_ctl waits at most PG_CTL_WAIT
 PG_CTL_WAIT = 30
@@ -59,12 +60,6 @@ def find_bindir() -> str | None:
             return found
     candidates = [d for d in glob("/usr/lib/postgresql/*/bin") if _has_server_binaries(d)]
     return max(candidates, key=_version_key) if candidates else None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _pid_alive(pid: int) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from mita_app.audit import writer_of
 from mita_app.audit.events import build
 from mita_app.extensions import db
 from mita_app.models import AuditEvent, AuditWriterState
-from tests.conftest import PASSWORD, TEST_SECRET, build_app, dispose, events_of
+from tests.conftest import PASSWORD, TEST_SECRET, build_app, dispose, events_of, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -454,11 +453,8 @@ def test_an_operator_command_process_writes_its_event_before_it_exits(tmp_path):
 
 
 def test_stopping_while_the_database_is_unreachable_spills_everything_within_the_budget(capfd):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
     app = build_app(
-        f"postgresql://postgres@127.0.0.1:{port}/mita",
+        f"postgresql://postgres@127.0.0.1:{free_port()}/mita",
         create_schema=False,
         AUDIT_BATCH_SIZE="10",
         AUDIT_RETRY_MAX="30",  # a long backoff, which the stop must cut short

@@ -20,13 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from mita_app.extensions import db
-from tests.conftest import PASSWORD, TEST_SECRET, build_app, dispose, pg_connect
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import PASSWORD, TEST_SECRET, build_app, dispose, free_port, pg_connect
 
 
 def forged_access_token(app):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, free_port
 
 NO_REDIS = "Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
 
@@ -107,12 +106,9 @@ def test_workers_sharing_redis_share_the_per_email_limit(app_factory, redis_url)
 
 
 def test_unreachable_limit_storage_lets_requests_through_instead_of_failing(app_factory, caplog):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
     client = app_factory(
         RATELIMIT_ENABLED="true",
-        RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0",
+        RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0",
         RATELIMIT_LOGIN_PER_EMAIL="1 per minute",
     ).test_client()
 
