@@ -39,8 +39,9 @@ format: $(VENV)/.dev
 migrate: $(VENV)/.dev
 	$(FLASK) db migrate -m "$(m)"
 
+# Both benchmarks; one of them: make bench BENCH=audit (or BENCH=auth). See bench/README.md.
 bench: $(VENV)/.dev
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -45,6 +45,7 @@ HEALTH = "/health"
 SESSION = "/api/auth/session"
 ME = "/api/users/me"
 ENDPOINTS = (HEALTH, SESSION, ME)
+MAX_REQUESTS = os.environ.get("GUNICORN_MAX_REQUESTS", "0")
 SESSION_TARGET = 0.75  # /api/auth/session req/s over /health, cache on
 CACHE_TARGET = 1.3  # /api/users/me with the cache over without
 
@@ -87,27 +88,27 @@ def _admin() -> psycopg2.extensions.connection:
     return connection
 
 
-def _drop_database() -> None:
+def _drop_database(name: str = DB_NAME) -> None:
     connection = _admin()
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         connection.close()
 
 
-def _create_database() -> str:
-    _drop_database()
+def _create_database(name: str = DB_NAME) -> str:
+    _drop_database(name)
     connection = _admin()
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{DB_NAME}"')
+            cursor.execute(f'CREATE DATABASE "{name}"')
             cursor.execute("SHOW server_version")
             version = cursor.fetchone()[0]
     finally:
         connection.close()
-    _log(f"database {DB_NAME} created (PostgreSQL {version})")
-    return make_url(ADMIN_URL).set(database=DB_NAME).render_as_string(hide_password=False)
+    _log(f"database {name} created (PostgreSQL {version})")
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def _free_port() -> int:
@@ -147,17 +148,18 @@ def _cpu_ticks(pids: list[int]) -> int:
     return ticks
 
 
-def _database_backends() -> list[int]:
+def _database_backends(name: str = DB_NAME) -> list[int]:
     connection = _admin()
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (DB_NAME,))
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))
             return [row[0] for row in cursor.fetchall()]
     finally:
         connection.close()
 
 
-def _app_env(database_url: str, cache_ttl: str | None) -> dict[str, str]:
+def _app_env(database_url: str, cache_ttl: str | None, **settings: str) -> dict[str, str]:
+    """The gunicorn environment; `settings` are further variables for the app (AUDIT_ENABLED)."""
     env = dict(os.environ)
     env.pop("PORT", None)  # gunicorn.conf.py would bind 0.0.0.0:$PORT
     env.pop("AUTH_CACHE_TTL", None)
@@ -169,9 +171,13 @@ def _app_env(database_url: str, cache_ttl: str | None) -> dict[str, str]:
         WEB_CONCURRENCY="2",
         GUNICORN_WORKER_CLASS="sync",
         GUNICORN_THREADS="1",
+        # Worker recycling off unless asked for: a worker that ends in a timed run takes its CPU
+        # ticks with it, and its successor's boot stalls a share of the requests.
+        GUNICORN_MAX_REQUESTS=MAX_REQUESTS,
     )
     if cache_ttl is not None:
         env["AUTH_CACHE_TTL"] = cache_ttl
+    env.update(settings)
     return env
 
 
@@ -188,13 +194,27 @@ def _http(method: str, url: str, body: dict | None = None, token: str = "") -> d
 
 
 class Server:
-    """One gunicorn master on 127.0.0.1, stopped by its PID."""
+    """One gunicorn master on 127.0.0.1, stopped by its PID.
 
-    def __init__(self, cache: str, env: dict[str, str], workdir: Path) -> None:
+    `cache` is the state ("on", "off") of the setting the run compares: `setting` names it in
+    messages and file names, `described` in the start-up line.
+    """
+
+    def __init__(
+        self,
+        cache: str,
+        env: dict[str, str],
+        workdir: Path,
+        *,
+        setting: str = "cache",
+        described: str = "session cache",
+    ) -> None:
         self.cache = cache
+        self.setting = setting
+        self.database = make_url(env["DATABASE_URL"]).database or DB_NAME  # for its backends' CPU
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"gunicorn-cache-{cache}.log"
+        self.log_path = workdir / f"gunicorn-{setting}-{cache}.log"
         self._log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -207,7 +227,7 @@ class Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        _log(f"gunicorn master {self.process.pid} on {self.base}, session cache {cache}")
+        _log(f"gunicorn master {self.process.pid} on {self.base}, {described} {cache}")
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -241,8 +261,12 @@ def _to_ms(text: str) -> float:
     return float(match.group(1)) * _TIME_UNITS_MS[match.group(2)]
 
 
-def parse_wrk(output: str) -> tuple[float, float, float, int]:
-    """Requests/s, p50 ms, p99 ms and request count from `wrk --latency` output."""
+def parse_wrk(output: str, *, expect_status: int = 200) -> tuple[float, float, float, int]:
+    """Requests/s, p50 ms, p99 ms and request count from `wrk --latency` output.
+
+    With a 2xx `expect_status` every response must be a 2xx. With an error status (401) every
+    response must be one wrk counts as an error (>= 400); wrk cannot tell which, so the caller
+    checks the status itself (one request before, the access log after)."""
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
@@ -250,15 +274,20 @@ def parse_wrk(output: str) -> tuple[float, float, float, int]:
     if not (rps and p50 and p99 and total):
         raise BenchError("unreadable wrk output:\n" + output)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    if non_2xx:
-        raise BenchError(f"{non_2xx.group(1)} responses were not 2xx:\n{output}")
+    if 200 <= expect_status < 300:
+        if non_2xx:
+            raise BenchError(f"{non_2xx.group(1)} responses were not 2xx:\n{output}")
+    elif (int(non_2xx.group(1)) if non_2xx else 0) != int(total.group(1)):
+        raise BenchError(f"some responses were not the expected {expect_status}:\n{output}")
     errors = SOCKET_ERRORS.search(output)
     if errors and any(int(n) for n in errors.groups()):
         raise BenchError("socket errors:\n" + output)
     return float(rps.group(1)), _to_ms(p50.group(1)), _to_ms(p99.group(1)), int(total.group(1))
 
 
-def wrk(base: str, path: str, token: str, seconds: int) -> tuple[float, float, float, int]:
+def wrk(
+    base: str, path: str, token: str, seconds: int, *, expect_status: int = 200
+) -> tuple[float, float, float, int]:
     command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     command += ["-H", f"Authorization: Bearer {token}", base + path]
     done = subprocess.run(
@@ -266,7 +295,7 @@ def wrk(base: str, path: str, token: str, seconds: int) -> tuple[float, float, f
     )
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
-    return parse_wrk(done.stdout)
+    return parse_wrk(done.stdout, expect_status=expect_status)
 
 
 def _cpu_busy(seconds: float = 2.0) -> float:
@@ -285,21 +314,26 @@ def _cpu_busy(seconds: float = 2.0) -> float:
 
 
 def _wrk_with_retry(
-    server: Server, path: str, token: str, seconds: int
+    server: Server, path: str, token: str, seconds: int, *, expect_status: int = 200
 ) -> tuple[float, float, float, int]:
     try:
-        return wrk(server.base, path, token, seconds)
+        return wrk(server.base, path, token, seconds, expect_status=expect_status)
     except BenchError as error:
-        _log(f"retrying {path} on cache {server.cache} once: {str(error).splitlines()[0]}")
+        first_line = str(error).splitlines()[0]
+        _log(f"retrying {path} on {server.setting} {server.cache} once: {first_line}")
         time.sleep(3)
-        return wrk(server.base, path, token, seconds)
+        return wrk(server.base, path, token, seconds, expect_status=expect_status)
 
 
-def timed(server: Server, path: str, token: str, seconds: int, round_no: int) -> Result:
+def timed(
+    server: Server, path: str, token: str, seconds: int, round_no: int, *, expect_status: int = 200
+) -> Result:
     """One wrk run, with the CPU time the app's workers and its database sessions spent on it."""
-    workers, backends = _children(server.process.pid), _database_backends()
+    workers, backends = _children(server.process.pid), _database_backends(server.database)
     app0, db0 = _cpu_ticks(workers), _cpu_ticks(backends)
-    rps, p50, p99, total = _wrk_with_retry(server, path, token, seconds)
+    rps, p50, p99, total = _wrk_with_retry(
+        server, path, token, seconds, expect_status=expect_status
+    )
     app_us = (_cpu_ticks(workers) - app0) * _TICK_US / total
     db_us = (_cpu_ticks(backends) - db0) * _TICK_US / total
     return Result(round_no, path, server.cache, rps, p50, p99, total, app_us, db_us)
@@ -378,9 +412,9 @@ def report(results: list[Result], busy_before: float) -> None:
     )
 
 
-def run(workdir: Path) -> list[Result]:
-    database_url = _create_database()
-    migrate = subprocess.run(
+def migrate(database_url: str) -> None:
+    """`flask db upgrade` on the bench database, in a subprocess (as a deployment runs it)."""
+    done = subprocess.run(
         [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
         cwd=ROOT,
         env=_app_env(database_url, None),
@@ -389,8 +423,20 @@ def run(workdir: Path) -> list[Result]:
         timeout=120,
         check=False,
     )
-    if migrate.returncode != 0:
-        raise BenchError("flask db upgrade failed:\n" + migrate.stderr)
+    if done.returncode != 0:
+        raise BenchError("flask db upgrade failed:\n" + done.stderr)
+
+
+def show_logs(servers: list[Server], lines: int = 20) -> None:
+    """The last lines of each server's gunicorn log, on stderr (after a failure)."""
+    for server in servers:
+        _log(f"last lines of the {server.setting}-{server.cache} gunicorn log:")
+        print("".join(server.log_path.read_text().splitlines(True)[-lines:]), file=sys.stderr)
+
+
+def run(workdir: Path) -> list[Result]:
+    database_url = _create_database()
+    migrate(database_url)
     servers: list[Server] = []
     try:
         # Both servers stay up; only the one being timed gets traffic.
@@ -402,9 +448,7 @@ def run(workdir: Path) -> list[Result]:
         token = _http("POST", servers[0].base + "/api/auth/register", account)["data"]
         return measure(servers, token["access_token"])
     except BaseException:
-        for server in servers:
-            _log(f"last lines of the cache-{server.cache} gunicorn log:")
-            print("".join(server.log_path.read_text().splitlines(True)[-20:]), file=sys.stderr)
+        show_logs(servers)
         raise
     finally:
         for server in servers:
