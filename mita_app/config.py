@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
@@ -123,6 +124,63 @@ def engine_options(url: str, env: Mapping[str, str]) -> dict[str, Any]:
     return options
 
 
+AUTH_MODES = ("local", "better-auth")
+SESSION_TRANSPORTS = ("cookie", "bearer")
+JWT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or choices[0]).strip().lower()
+    lowered = {choice.lower(): choice for choice in choices}
+    if value not in lowered:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return lowered[value]
+
+
+def _http_url(name: str, value: str) -> str:
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def external_auth(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings of AUTH_MODE=better-auth (an external auth server); empty in local mode."""
+    mode = _choice(env, "AUTH_MODE", AUTH_MODES)
+    settings: dict[str, Any] = {"AUTH_MODE": mode}
+    if mode == "local":
+        return settings
+    server = env.get("AUTH_SERVER_URL", "").strip()
+    if not server:
+        raise ConfigError("AUTH_SERVER_URL must be set when AUTH_MODE=better-auth")
+    server = _http_url("AUTH_SERVER_URL", server)
+    jwks = env.get("AUTH_JWKS_URL", f"{server}/api/auth/jwks").strip()
+    algorithms = tuple(
+        a.strip() for a in env.get("AUTH_JWT_ALGORITHMS", ",".join(JWT_ALGORITHMS)).split(",")
+    )
+    if not algorithms or not set(algorithms) <= set(JWT_ALGORITHMS):
+        raise ConfigError(f"AUTH_JWT_ALGORITHMS must be among {', '.join(JWT_ALGORITHMS)}")
+    settings.update(
+        AUTH_SERVER_URL=server,
+        # Better Auth's JWT plugin signs with its base URL as issuer and audience.
+        AUTH_JWKS_URL=None if jwks.lower() in ("", "off") else _http_url("AUTH_JWKS_URL", jwks),
+        AUTH_JWT_ISSUER=env.get("AUTH_JWT_ISSUER", server),
+        AUTH_JWT_AUDIENCE=env.get("AUTH_JWT_AUDIENCE", server),
+        AUTH_JWT_ALGORITHMS=algorithms,
+        AUTH_JWKS_MIN_REFRESH=_float(env, "AUTH_JWKS_MIN_REFRESH", 30.0),
+        AUTH_JWKS_CACHE_TTL=_float(env, "AUTH_JWKS_CACHE_TTL", 300.0),
+        AUTH_SESSION_TRANSPORT=_choice(env, "AUTH_SESSION_TRANSPORT", SESSION_TRANSPORTS),
+        AUTH_SESSION_COOKIE=env.get("AUTH_SESSION_COOKIE", "better-auth.session_token"),
+        AUTH_SERVER_TIMEOUT=_float(env, "AUTH_SERVER_TIMEOUT", 3.0, minimum=0.1),
+        AUTH_SERVER_CONNECT_TIMEOUT=_float(env, "AUTH_SERVER_CONNECT_TIMEOUT", 1.0, minimum=0.1),
+        AUTH_SESSION_CACHE_TTL=_float(env, "AUTH_SESSION_CACHE_TTL", 60.0),
+        AUTH_NEGATIVE_CACHE_TTL=_float(env, "AUTH_NEGATIVE_CACHE_TTL", 5.0),
+        AUTH_BREAKER_FAILURES=_int(env, "AUTH_BREAKER_FAILURES", 3, minimum=1),
+        AUTH_BREAKER_RESET=_float(env, "AUTH_BREAKER_RESET", 10.0, minimum=0.1),
+    )
+    return settings
+
+
 def _secret_key(env: Mapping[str, str], production: bool) -> str:
     key = env.get("SECRET_KEY", "")
     if production:
@@ -150,7 +208,7 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         raise ConfigError(f"MITA_ENV must be 'development' or 'production', got {mita_env!r}")
     production = mita_env == "production"
     database_url = normalize_database_url(env.get("DATABASE_URL") or default_database_url)
-    return {
+    return external_auth(env) | {
         "MITA_ENV": mita_env,
         "SECRET_KEY": _secret_key(env, production),
         "SQLALCHEMY_DATABASE_URI": database_url,

@@ -138,6 +138,21 @@ class DatabaseUnavailable(DependencyUnavailable):
     pass
 
 
+class AuthServerUnavailable(DependencyUnavailable):
+    """The external auth server is down, slow, or answering nonsense (or its breaker is open)."""
+
+    code = "auth_unavailable"
+    message = "Sign-in cannot be checked right now; retry shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        retry_after = self.retry_after or current_app.config["RETRY_AFTER"]
+        return {"Retry-After": str(retry_after)}
+
+
 # Database failures that mean "unreachable, overloaded or timed out", not "our bug".
 DATABASE_DOWN = (
     sa_exc.OperationalError,

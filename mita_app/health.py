@@ -6,12 +6,14 @@ import logging
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app
 from sqlalchemy import Engine, text
 
 from . import __version__
 from .audit import writer_of
+from .auth.guard import better_auth
 from .errors import error_response
 from .extensions import db
 from .validation import ok
@@ -64,20 +66,26 @@ def health() -> Response:
 
 @bp.get("/ready")
 def ready() -> Response:
-    """200 while the database answers (`degraded` if the audit writer is retrying), else 503."""
+    """200 while the database answers, else 503. `degraded` (still 200) while the audit writer
+    is retrying or the external auth server's breaker is not closed: the database decides."""
     probe: DatabaseProbe = current_app.extensions["mita.db_probe"]
     failure = probe.check(db.engine, current_app.config["READY_TIMEOUT"])
-    audit = writer_of(current_app).snapshot()
+    checks: dict[str, Any] = {"database": {"ok": True} if failure is None else {"ok": False}}
+    if failure is not None:
+        checks["database"]["error"] = failure
+    audit = checks["audit"] = writer_of(current_app).snapshot()
     audit["ok"] = not audit["retrying"]
+    if current_app.config["AUTH_MODE"] == "better-auth":
+        checks["auth_server"] = better_auth().snapshot()
     if failure is None:
-        checks = {"database": {"ok": True}, "audit": audit}
-        return ok({"status": "ok" if audit["ok"] else "degraded", "checks": checks})
+        degraded = not all(check["ok"] for check in checks.values())
+        return ok({"status": "degraded" if degraded else "ok", "checks": checks})
     return error_response(
         503,
         "service_unavailable",
         "The database is not answering.",
         headers={"Retry-After": str(current_app.config["RETRY_AFTER"])},
-        extra={"checks": {"database": {"ok": False, "error": failure}, "audit": audit}},
+        extra={"checks": checks},
     )
 
 

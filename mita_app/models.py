@@ -7,13 +7,24 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Numeric, String, types
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+    types,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 
 ROLES = ("user", "admin")
+LOCAL_PROVIDER = "local"
 
 
 def utcnow() -> datetime:
@@ -42,15 +53,26 @@ class UTCDateTime(types.TypeDecorator[datetime]):
 
 
 class User(db.Model):
+    """An account. Local accounts sign in with a password; in AUTH_MODE=better-auth an account
+    is made on its first request, keyed by (auth_provider, external_subject), without one."""
+
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("role IN ('user', 'admin')", name="role_valid"),
         CheckConstraint("annual_income >= 0", name="annual_income_non_negative"),
+        CheckConstraint(
+            "(auth_provider = 'local') = (password_hash IS NOT NULL)", name="password_if_local"
+        ),
+        UniqueConstraint("auth_provider", "external_subject"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(254), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    auth_provider: Mapped[str] = mapped_column(
+        String(32), default=LOCAL_PROVIDER, server_default=LOCAL_PROVIDER
+    )
+    external_subject: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
     is_active: Mapped[bool] = mapped_column(default=True, server_default=db.true())
     country: Mapped[str | None] = mapped_column(String(2))

@@ -15,7 +15,7 @@ from .auth.sessions import revoke_user_sessions
 from .errors import Conflict, NotFound, ValidationFailed
 from .extensions import db
 from .fields import normalize_email
-from .models import ROLES, User
+from .models import LOCAL_PROVIDER, ROLES, User
 
 PROFILE_FIELDS = ("country", "annual_income", "timezone")
 
@@ -101,6 +101,11 @@ def set_role(user: User, role: str) -> None:
 
 def set_password(user: User, password: str, *, keep_session: uuid.UUID | None = None) -> None:
     """Replace the password and revoke every session but `keep_session`."""
+    if user.auth_provider != LOCAL_PROVIDER:
+        raise Conflict(
+            f"This account signs in through {user.auth_provider}; it has no password here.",
+            code="external_account",
+        )
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.first_failed_login_at = None

@@ -487,3 +487,61 @@ def test_postgresql_statement_timeout_cancels_a_slow_query(pg_url: str) -> None:
             connection.execute(text("SELECT pg_sleep(2)"))
     finally:
         dispose(app)
+
+
+# --- AUTH_MODE ----------------------------------------------------------------------------------
+
+
+def test_local_mode_is_the_default_and_reads_no_auth_server_settings() -> None:
+    config = config_for({"AUTH_SERVER_URL": "not even a url"})
+
+    assert config["AUTH_MODE"] == "local"
+    assert "AUTH_SERVER_URL" not in config
+
+
+def test_better_auth_mode_needs_an_auth_server_url() -> None:
+    with pytest.raises(ConfigError, match="AUTH_SERVER_URL"):
+        config_for({"AUTH_MODE": "better-auth"})
+    with pytest.raises(ConfigError, match="AUTH_SERVER_URL"):
+        config_for({"AUTH_MODE": "better-auth", "AUTH_SERVER_URL": "ftp://auth.internal"})
+
+
+def test_better_auth_mode_defaults_follow_the_server_url() -> None:
+    config = config_for({"AUTH_MODE": "Better-Auth", "AUTH_SERVER_URL": "https://auth.example/"})
+
+    assert config["AUTH_MODE"] == "better-auth"
+    assert config["AUTH_SERVER_URL"] == "https://auth.example"
+    assert config["AUTH_JWKS_URL"] == "https://auth.example/api/auth/jwks"
+    assert config["AUTH_JWT_ISSUER"] == config["AUTH_JWT_AUDIENCE"] == "https://auth.example"
+    assert config["AUTH_JWT_ALGORITHMS"] == ("EdDSA", "ES256", "RS256")
+    assert config["AUTH_SESSION_TRANSPORT"] == "cookie"
+    assert (config["AUTH_SERVER_TIMEOUT"], config["AUTH_SERVER_CONNECT_TIMEOUT"]) == (3.0, 1.0)
+    assert (config["AUTH_SESSION_CACHE_TTL"], config["AUTH_NEGATIVE_CACHE_TTL"]) == (60.0, 5.0)
+    assert (config["AUTH_BREAKER_FAILURES"], config["AUTH_BREAKER_RESET"]) == (3, 10.0)
+    assert (config["AUTH_JWKS_MIN_REFRESH"], config["AUTH_JWKS_CACHE_TTL"]) == (30.0, 300.0)
+
+
+def test_jwts_can_be_turned_off() -> None:
+    env = {"AUTH_MODE": "better-auth", "AUTH_SERVER_URL": "http://auth", "AUTH_JWKS_URL": "off"}
+
+    assert config_for(env)["AUTH_JWKS_URL"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTH_MODE", "oauth"),
+        ("AUTH_SESSION_TRANSPORT", "header"),
+        ("AUTH_JWT_ALGORITHMS", "HS256"),
+        ("AUTH_JWT_ALGORITHMS", "EdDSA,none"),
+        ("AUTH_SERVER_TIMEOUT", "0"),
+        ("AUTH_BREAKER_FAILURES", "0"),
+        ("AUTH_BREAKER_RESET", "soon"),
+        ("AUTH_JWKS_URL", "file:///etc/keys"),
+    ],
+)
+def test_bad_auth_server_settings_stop_the_app(name: str, value: str) -> None:
+    env = {"AUTH_MODE": "better-auth", "AUTH_SERVER_URL": "http://auth", name: value}
+
+    with pytest.raises(ConfigError, match=name):
+        config_for(env)

@@ -150,10 +150,14 @@ def test_migrated_constraints_carry_the_naming_convention_names(bare_app: Flask)
         inspector = inspect(db.engine)
         assert inspector.get_pk_constraint("users")["name"] == "pk_users"
         assert inspector.get_pk_constraint("auth_sessions")["name"] == "pk_auth_sessions"
-        assert [c["name"] for c in inspector.get_unique_constraints("users")] == ["uq_users_email"]
+        assert {c["name"] for c in inspector.get_unique_constraints("users")} == {
+            "uq_users_email",
+            "uq_users_auth_provider",
+        }
         assert {c["name"] for c in inspector.get_check_constraints("users")} == {
             "ck_users_role_valid",
             "ck_users_annual_income_non_negative",
+            "ck_users_password_if_local",
         }
         (foreign_key,) = inspector.get_foreign_keys("auth_sessions")
         assert foreign_key["name"] == "fk_auth_sessions_user_id_users"
@@ -167,18 +171,31 @@ def test_migrated_constraints_carry_the_naming_convention_names(bare_app: Flask)
 
 @pytest.mark.parametrize(
     "bad",
-    [{"role": "root"}, {"annual_income": -1}],
-    ids=["role", "annual_income"],
+    [
+        {"role": "root"},
+        {"annual_income": -1},
+        {"password_hash": None},
+        {"auth_provider": "better-auth"},
+    ],
+    ids=["role", "annual_income", "local_without_password", "external_with_password"],
 )
 def test_migrated_schema_enforces_the_check_constraints(
     bare_app: Flask, bad: dict[str, Any]
 ) -> None:
     upgrade(bare_app)
     insert = text(
-        "INSERT INTO users (id, email, password_hash, role, annual_income, created_at, "
-        "updated_at) VALUES (:id, 'x@example.com', 'h', :role, :annual_income, :now, :now)"
+        "INSERT INTO users (id, email, password_hash, auth_provider, role, annual_income, "
+        "created_at, updated_at) VALUES (:id, 'x@example.com', :password_hash, :auth_provider, "
+        ":role, :annual_income, :now, :now)"
     )
-    values = {"id": uuid.uuid4().hex, "role": "user", "annual_income": 0, "now": "2026-01-01"}
+    values = {
+        "id": uuid.uuid4().hex,
+        "password_hash": "h",
+        "auth_provider": "local",
+        "role": "user",
+        "annual_income": 0,
+        "now": "2026-01-01",
+    }
 
     with bare_app.app_context(), db.engine.connect() as connection:
         connection.execute(insert, values)

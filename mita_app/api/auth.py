@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from flask import Blueprint, Response, current_app, request
 from flask_limiter import RequestLimit
@@ -12,14 +14,16 @@ from pydantic import BaseModel, Field
 
 from .. import audit
 from ..auth import current_principal, current_user, login_required, service
+from ..auth.guard import better_auth
 from ..auth.sessions import TokenPair, revoke_session, revoke_user_sessions, rotate
-from ..errors import MitaError
+from ..errors import MitaError, NotFound
 from ..extensions import limiter
 from ..fields import CountryCode, Email, Income, Password, TimeZoneName
 from ..validation import SafeStr, Schema, body, json_body, no_content, ok, returns
 from .users import UserOut
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RegisterIn(Schema):
@@ -55,7 +59,7 @@ class TokenPairOut(BaseModel):
 class SessionOut(BaseModel):
     user_id: uuid.UUID
     role: str
-    session_id: uuid.UUID
+    session_id: str | None  # none for the JWTs of an external auth server
     expires_at: datetime
 
 
@@ -69,6 +73,22 @@ def _tokens(pair: TokenPair, status: int = 200) -> Response:
         ),
         status,
     )
+
+
+def local_accounts_only(view: F) -> F:
+    """404 where accounts live on an external auth server: these endpoints are its."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_app.config["AUTH_MODE"] != "local":
+            raise NotFound(
+                "Accounts are managed by the auth server here (AUTH_MODE=better-auth): "
+                "sign up, sign in, refresh and change passwords there.",
+                code="managed_by_auth_server",
+            )
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def record_rate_limited(limit: RequestLimit) -> None:
@@ -93,6 +113,7 @@ def _email_key() -> str:
 
 @bp.post("/register")
 @returns(TokenPairOut, 201, errors={409: "Email already registered"})
+@local_accounts_only
 @limiter.limit(lambda: _limit("RATELIMIT_REGISTER_PER_IP"))
 @body(RegisterIn)
 def register(payload: RegisterIn) -> Response:
@@ -101,6 +122,7 @@ def register(payload: RegisterIn) -> Response:
 
 @bp.post("/login")
 @returns(TokenPairOut, errors={401: "Wrong email or password"})
+@local_accounts_only
 @limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_IP"))
 @limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_EMAIL"), key_func=_email_key)
 @body(LoginIn)
@@ -110,6 +132,7 @@ def login(payload: LoginIn) -> Response:
 
 @bp.post("/refresh")
 @returns(TokenPairOut, errors={401: "Refresh token invalid, reused or expired"})
+@local_accounts_only
 @limiter.limit(lambda: _limit("RATELIMIT_REFRESH_PER_IP"))
 @body(RefreshIn)
 def refresh(payload: RefreshIn) -> Response:
@@ -120,13 +143,19 @@ def refresh(payload: RefreshIn) -> Response:
 @returns(None, 204)
 @login_required
 def logout() -> Response:
-    revoke_session(current_principal.session_id, "logout")
+    """Sign this session out (with an external auth server: forget it here; the app signs
+    out there)."""
+    if current_app.config["AUTH_MODE"] == "local":
+        revoke_session(cast(uuid.UUID, current_principal.session_id), "logout")
+    else:
+        better_auth().forget()
     audit.record("auth.logout")
     return no_content()
 
 
 @bp.post("/logout-all")
 @returns(None, 204)
+@local_accounts_only
 @login_required
 def logout_all() -> Response:
     revoke_user_sessions(current_principal.user_id, "logout_all")
@@ -136,6 +165,7 @@ def logout_all() -> Response:
 
 @bp.post("/password")
 @returns(None, 204, errors={403: "Current password is incorrect"})
+@local_accounts_only
 @login_required
 @body(PasswordChangeIn)
 def change_password(payload: PasswordChangeIn) -> Response:
@@ -153,7 +183,9 @@ def session() -> Response:
         SessionOut(
             user_id=current_principal.user_id,
             role=current_principal.role,
-            session_id=current_principal.session_id,
+            session_id=None
+            if current_principal.session_id is None
+            else str(current_principal.session_id),
             expires_at=current_principal.token_expires_at,
         )
     )

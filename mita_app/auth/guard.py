@@ -1,24 +1,23 @@
 """`login_required`: the one gate in front of every protected view.
 
-It verifies the access token locally, then checks that the token's session is still live and its
-user active and allowed. The outcome is cached per process, by token, for `AUTH_CACHE_TTL` seconds,
-so a steady stream of requests costs neither a signature check nor a database round trip each.
-Credentials problems raise `AuthError` (401); a database that cannot answer raises through to the
-503 handler.
+With AUTH_MODE=local it verifies mita's own access token, then checks that the token's session is
+still live and its user active and allowed; with AUTH_MODE=better-auth the external auth server
+vouches for the credential (`better_auth.py`). Either way the outcome is cached per process, by
+credential, so a steady stream of requests costs no signature check, database round trip or
+auth-server call each. Credentials problems raise `AuthError` (401); a dependency that cannot
+answer raises `DependencyUnavailable` (503).
 """
 
 from __future__ import annotations
 
 import functools
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, overload
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g
 from sqlalchemy import select
 from werkzeug.local import LocalProxy
 
@@ -26,85 +25,31 @@ from .. import audit
 from ..errors import AuthError, InsufficientScope, InvalidToken, MissingCredentials
 from ..extensions import db
 from ..models import AuthSession, User
+from .better_auth import BetterAuth
+from .cache import AuthCache, Denied, TokenCheck
+from .credentials import bearer_token
 from .tokens import decode_access_token
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXTENSION_KEY = "mita.auth_cache"
+BETTER_AUTH_KEY = "mita.better_auth"
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: uuid.UUID
-    session_id: uuid.UUID
+    session_id: uuid.UUID | str | None  # ours, or the auth server's (none for its JWTs)
     role: str
     token_expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TokenCheck:
-    """What verifying one access token found: its claims, and its session as the database has it."""
-
-    user_id: uuid.UUID
-    session_id: uuid.UUID
-    role: str
-    token_expires_at: datetime
-    live_until: datetime | None  # the session's end; None: revoked, or its user disabled
-
-
-class AuthCache:
-    """A small thread-safe TTL cache of `TokenCheck` by access token.
-
-    A hit spares both the signature check and the database round trip; expiry is still checked
-    on every request, so an entry never outlives its token or its session.
-    """
-
-    def __init__(self, ttl: float, max_size: int, clock: Callable[[], float] = time.monotonic):
-        self.ttl = ttl
-        self.max_size = max_size
-        self.clock = clock
-        self._entries: dict[str, tuple[float, TokenCheck]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, token: str) -> TokenCheck | None:
-        if self.ttl <= 0:
-            return None
-        with self._lock:
-            entry = self._entries.get(token)
-            if entry is None:
-                return None
-            if entry[0] <= self.clock():
-                del self._entries[token]
-                return None
-            return entry[1]
-
-    def put(self, token: str, check: TokenCheck) -> None:
-        if self.ttl <= 0:
-            return
-        with self._lock:
-            now = self.clock()
-            if len(self._entries) >= self.max_size:
-                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-                while len(self._entries) >= self.max_size:
-                    del self._entries[next(iter(self._entries))]
-            self._entries[token] = (now + self.ttl, check)
-
-    def drop_session(self, session_id: uuid.UUID) -> None:
-        with self._lock:
-            self._entries = {
-                k: v for k, v in self._entries.items() if v[1].session_id != session_id
-            }
-
-    def drop_user(self, user_id: uuid.UUID) -> None:
-        with self._lock:
-            self._entries = {k: v for k, v in self._entries.items() if v[1].user_id != user_id}
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 def auth_cache() -> AuthCache:
     return cast(AuthCache, current_app.extensions[EXTENSION_KEY])
+
+
+def better_auth() -> BetterAuth:
+    """The external auth server's client (AUTH_MODE=better-auth only)."""
+    return cast(BetterAuth, current_app.extensions[BETTER_AUTH_KEY])
 
 
 def _check_token(token: str) -> TokenCheck:
@@ -133,26 +78,21 @@ def _check_token(token: str) -> TokenCheck:
     )
 
 
-def _bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.strip().partition(" ")
-    # RFC 6750 3.1: no credentials, or another scheme, gets a challenge without an error code.
-    if scheme.lower() != "bearer":
-        raise MissingCredentials()
-    tokens = credentials.split()
-    if len(tokens) != 1:
-        raise InvalidToken("The Authorization header must hold exactly one bearer token.")
-    return tokens[0]
-
-
 def authenticate() -> Principal:
-    """The caller's principal, from the request's bearer token."""
-    token = _bearer_token()
-    cache = auth_cache()
-    check = cache.get(token)
-    if check is None:
-        check = _check_token(token)
-        cache.put(token, check)
+    """The caller's principal, from the request's credential."""
+    if current_app.config["AUTH_MODE"] == "better-auth":
+        check = better_auth().check()
+    else:
+        token = bearer_token()
+        if token is None:
+            raise MissingCredentials()
+        cache = auth_cache()
+        check = cache.get(token)
+        if check is None:
+            check = _check_token(token)
+            cache.put(token, check)
+    if isinstance(check, Denied):
+        raise InvalidToken(check.message)
     now = datetime.now(UTC)
     if check.token_expires_at <= now:
         raise InvalidToken("The access token has expired.")
@@ -204,6 +144,8 @@ current_user: User = cast(User, LocalProxy(_get_user))
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION_KEY] = AuthCache(
-        app.config["AUTH_CACHE_TTL"], app.config["AUTH_CACHE_SIZE"]
-    )
+    external = app.config["AUTH_MODE"] == "better-auth"
+    ttl = app.config["AUTH_SESSION_CACHE_TTL" if external else "AUTH_CACHE_TTL"]
+    cache = app.extensions[EXTENSION_KEY] = AuthCache(ttl, app.config["AUTH_CACHE_SIZE"])
+    if external:
+        app.extensions[BETTER_AUTH_KEY] = BetterAuth(app, cache)

@@ -92,9 +92,9 @@ def login(email: str, password: str) -> TokenPair:
     one failure count (matching no row where there is no account to count against)."""
     user = find_by_email(email)
     now = utcnow()
-    if user is None:
+    if user is None or user.password_hash is None:  # none, or one the auth server signs in
         burn_password_check(password)
-        counted, reason = uuid.uuid4(), "unknown_email"
+        counted, reason = uuid.uuid4(), "unknown_email" if user is None else "no_local_password"
     elif _locked(user, now):
         burn_password_check(password)
         counted, reason = uuid.uuid4(), "account_locked"

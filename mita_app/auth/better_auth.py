@@ -1,0 +1,353 @@
+"""AUTH_MODE=better-auth: the external auth server vouches for the caller.
+
+The routing rule, one and explicit: a **bearer** credential with exactly two dots is a JWT from
+the server's JWT plugin and is verified locally against its JWKS; every other credential (an
+opaque session token, signed `token.signature` or raw, from the bearer header or the session
+cookie) is a session token and is checked with the server's `GET /api/auth/get-session`. A
+credential that fails its path gets 401; it never falls through to the other path.
+
+Good answers are cached (`AUTH_SESSION_CACHE_TTL`, never past the session's or token's end),
+bad ones briefly (`AUTH_NEGATIVE_CACHE_TTL`); concurrent requests with one uncached credential
+make one call (single flight). Every call goes through the circuit breaker; an auth server that
+is down, slow or talking nonsense gets the client a 503, never a 401.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from flask import Flask, has_app_context, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import audit
+from ..errors import AuthServerUnavailable, Conflict, InvalidToken, MissingCredentials
+from ..extensions import db
+from ..fields import normalize_email
+from ..models import User
+from .breaker import BreakerOpen, CircuitBreaker, UpstreamFailure, retry_after_seconds
+from .cache import AuthCache, Denied, TokenCheck
+from .credentials import bearer_token
+from .jwks import SigningKeys
+from .upstream import AuthServerClient
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "better-auth"
+GET_SESSION = "/api/auth/get-session"
+SESSION_COOKIES = ("__Secure-better-auth.session_token", "better-auth.session_token")
+MAX_CREDENTIAL_LENGTH = 4096
+# What a session token (raw, or signed and URL-encoded) or a JWT can contain. Anything else is
+# refused before it is forwarded anywhere: a header we could not send would count as the
+# server's failure, and a client could then open the breaker for everyone.
+_CREDENTIAL = re.compile(r"[A-Za-z0-9._~+/=%-]+")
+_BREAKER_EVENTS = {"open": "opened", "half_open": "half_open", "closed": "closed"}
+
+
+class BetterAuth:
+    def __init__(self, app: Flask, cache: AuthCache) -> None:
+        config = app.config
+        self.app = app
+        self.cache = cache
+        self.negative_ttl: float = config["AUTH_NEGATIVE_CACHE_TTL"]
+        self.transport: str = config["AUTH_SESSION_TRANSPORT"]
+        self.session_cookie: str = config["AUTH_SESSION_COOKIE"]
+        self.issuer: str = config["AUTH_JWT_ISSUER"]
+        self.audience: str = config["AUTH_JWT_AUDIENCE"]
+        self.breaker = CircuitBreaker(
+            "auth-server",
+            failure_threshold=config["AUTH_BREAKER_FAILURES"],
+            reset_timeout=config["AUTH_BREAKER_RESET"],
+            on_transition=self._record_transition,
+            probe=self._probe,
+        )
+        self.client = AuthServerClient(
+            config["AUTH_SERVER_URL"],
+            timeout=config["AUTH_SERVER_TIMEOUT"],
+            connect_timeout=config["AUTH_SERVER_CONNECT_TIMEOUT"],
+            breaker=self.breaker,
+        )
+        self.keys = (
+            SigningKeys(
+                self.client,
+                config["AUTH_JWKS_URL"],
+                algorithms=config["AUTH_JWT_ALGORITHMS"],
+                ttl=config["AUTH_JWKS_CACHE_TTL"],
+                min_refresh=config["AUTH_JWKS_MIN_REFRESH"],
+            )
+            if config["AUTH_JWKS_URL"]
+            else None
+        )
+        self._flights: dict[bytes, Future[TokenCheck | Denied]] = {}
+        self._flights_lock = threading.Lock()
+
+    # --- the request's side -----------------------------------------------------------------------
+
+    def credential(self) -> tuple[str, str]:
+        """(where it came from: "bearer" or the cookie's name, the credential)."""
+        source, token = "bearer", bearer_token()
+        if token is None:
+            present = [name for name in SESSION_COOKIES if request.cookies.get(name)]
+            if not present:
+                raise MissingCredentials()
+            source, token = present[0], request.cookies[present[0]]
+        if len(token) > MAX_CREDENTIAL_LENGTH or not _CREDENTIAL.fullmatch(token):
+            raise InvalidToken("The credential is malformed.")
+        return source, token
+
+    def check(self) -> TokenCheck | Denied:
+        source, token = self.credential()
+        cached = self.cache.get(token)
+        if cached is not None:
+            return cached
+        if source == "bearer" and token.count(".") == 2:
+            return self._verify_jwt(token)
+        return self._single_flight(token, lambda: self._check_session(source, token))
+
+    def forget(self) -> None:
+        """Drop what this process cached about the request's credential (logout)."""
+        self.cache.drop(self.credential()[1])
+
+    def snapshot(self) -> dict[str, Any]:
+        state = self.breaker.snapshot()
+        return {
+            "ok": state["state"] == "closed",
+            "breaker": state,
+            "signing_keys": self.keys.snapshot() if self.keys else None,
+        }
+
+    # --- JWTs of the server's JWT plugin ----------------------------------------------------------
+
+    def _verify_jwt(self, token: str) -> TokenCheck:
+        if self.keys is None:
+            raise InvalidToken("JWTs are not accepted here (AUTH_JWKS_URL is off).")
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError, UnicodeError):
+            raise InvalidToken("The token is malformed.") from None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("The token names no signing key.")
+        try:
+            key = self.keys.key(kid)
+        except (BreakerOpen, UpstreamFailure) as error:
+            raise self._unavailable(error) from None
+        try:
+            # The algorithm is the key's, never the token's own say (no HS256-with-a-public-key);
+            # jku, jwk and x5u headers are never looked at.
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[key.algorithm_name],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The token has expired.") from None
+        except (jwt.PyJWTError, ValueError, TypeError, UnicodeError):
+            raise InvalidToken() from None
+        subject, exp = claims["sub"], claims["exp"]
+        if not isinstance(subject, str) or not 0 < len(subject) <= 255:
+            raise InvalidToken("The token is malformed.")
+        if not isinstance(exp, int | float):
+            raise InvalidToken("The token is malformed.")
+        try:
+            expires_at = datetime.fromtimestamp(exp, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise InvalidToken("The token is malformed.") from None
+        email = claims.get("email")
+        check = self._vouched(subject, email if isinstance(email, str) else None, None, expires_at)
+        self.cache.put(token, check, ttl=(expires_at - datetime.now(UTC)).total_seconds())
+        return check
+
+    # --- opaque session tokens: GET /api/auth/get-session -----------------------------------------
+
+    def _check_session(self, source: str, token: str) -> TokenCheck | Denied:
+        try:
+            session = self.client.call(GET_SESSION, self._forwarding(source, token), _read_session)
+        except (BreakerOpen, UpstreamFailure) as error:
+            raise self._unavailable(error) from None
+        if session is None:
+            denied = Denied("The session is not valid.")
+            self.cache.put(token, denied, ttl=self.negative_ttl)
+            return denied
+        check = self._vouched(
+            session["user_id"], session["email"], session["session_id"], session["expires_at"]
+        )
+        remaining = (session["expires_at"] - datetime.now(UTC)).total_seconds()
+        self.cache.put(token, check, ttl=remaining)
+        return check
+
+    def _forwarding(self, source: str, token: str) -> dict[str, str]:
+        """The credential as Better Auth expects it: its session cookie, or (bearer plugin) a
+        bearer header. Only the session token, never any other cookie of the client."""
+        headers = {"Accept": "application/json"}
+        if self.transport == "bearer":
+            headers["Authorization"] = f"Bearer {token}"
+        else:
+            name = source if source in SESSION_COOKIES else self.session_cookie
+            headers["Cookie"] = f"{name}={token}"
+        return headers
+
+    def _single_flight(
+        self, token: str, compute: Callable[[], TokenCheck | Denied]
+    ) -> TokenCheck | Denied:
+        key = hashlib.sha256(token.encode()).digest()
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[key] = Future()
+        if not leading:
+            try:
+                return flight.result(timeout=self.client.timeout + 1)
+            except FutureTimeout:
+                raise AuthServerUnavailable(retry_after=1) from None
+        try:
+            result = compute()
+        except BaseException as error:
+            flight.set_exception(error)
+            raise
+        else:
+            flight.set_result(result)
+            return result
+        finally:
+            with self._flights_lock:
+                del self._flights[key]
+
+    # --- the local account behind a vouched-for credential ----------------------------------------
+
+    def _vouched(
+        self, subject: str, email: str | None, session_id: str | None, expires_at: datetime
+    ) -> TokenCheck:
+        user = provision(subject, email)
+        return TokenCheck(
+            user.id,
+            session_id,
+            user.role,
+            expires_at,
+            expires_at if user.is_active else None,
+        )
+
+    # --- the breaker ------------------------------------------------------------------------------
+
+    def _unavailable(self, error: Exception) -> AuthServerUnavailable:
+        if isinstance(error, BreakerOpen):
+            return AuthServerUnavailable(retry_after=retry_after_seconds(error))
+        log.warning("auth server call failed: %s", error)
+        return AuthServerUnavailable()
+
+    def _probe(self) -> None:
+        """The breaker's own trial call: get-session without a credential answers 200 null."""
+        self.client.call(GET_SESSION, {"Accept": "application/json"}, _read_probe)
+
+    def _record_transition(self, previous: str, state: str, details: dict[str, Any]) -> None:
+        event = f"auth.breaker.{_BREAKER_EVENTS[state]}"
+        if has_app_context():
+            audit.record(event, previous=previous, **details)
+        else:  # the probe's own thread
+            with self.app.app_context():
+                audit.record(event, previous=previous, **details)
+
+
+def _read_probe(status: int, document: Any) -> None:
+    if status != 200:
+        raise UpstreamFailure(f"get-session answered HTTP {status}")
+
+
+def _read_session(status: int, document: Any) -> dict[str, Any] | None:
+    """The session get-session vouches for, None when it says the credential is no good, or
+    UpstreamFailure when its answer makes no sense (which counts against the server)."""
+    if status in (401, 403) or (status == 200 and document is None):
+        return None
+    if status != 200:
+        raise UpstreamFailure(f"get-session answered HTTP {status}")
+    try:
+        session, user = document["session"], document["user"]
+        session_id, user_id = session["id"], user["id"]
+        expires_at = datetime.fromisoformat(session["expiresAt"].replace("Z", "+00:00"))
+        email = user.get("email")
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise UpstreamFailure("get-session answered with a body of the wrong shape") from None
+    if not (isinstance(session_id, str) and isinstance(user_id, str)) or not (
+        session_id and 0 < len(user_id) <= 255
+    ):
+        raise UpstreamFailure("get-session answered with a body of the wrong shape")
+    if session.get("userId", user_id) != user_id:
+        raise UpstreamFailure("get-session answered with a session of another user")
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    if expires_at <= datetime.now(UTC):
+        return None
+    return {
+        "session_id": session_id,
+        "user_id": user_id,
+        "email": email if isinstance(email, str) else None,
+        "expires_at": expires_at,
+    }
+
+
+def provision(subject: str, email: str | None) -> User:
+    """The local account of the auth server's user `subject`, made on first sight; its email
+    follows the server's. Two first requests at once make one account."""
+    email = normalize_email(email) if email else None
+    user = _account(subject)
+    if user is None:
+        user = User(
+            id=uuid.uuid4(),
+            auth_provider=PROVIDER,
+            external_subject=subject,
+            email=email or _placeholder_email(subject),
+            password_hash=None,
+            role="user",
+            is_active=True,
+        )
+        db.session.add(user)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            user = _account(subject)  # another request made it first
+            if user is None:
+                audit.record("auth.provision.conflict", email=email, provider=PROVIDER)
+                raise Conflict(
+                    "An account with this email already exists here; an operator must "
+                    "resolve it before this user can sign in.",
+                    code="account_conflict",
+                ) from None
+            return user
+        audit.record("auth.provision", user_id=user.id, email=user.email, provider=PROVIDER)
+        return user
+    if email and user.email != email:
+        previous, user.email = user.email, email
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            log.warning("email of external account %s not synced: taken by another", user.id)
+            user = _account(subject) or user
+        else:
+            audit.record("auth.provision.email_changed", user_id=user.id, previous=previous)
+    return user
+
+
+def _account(subject: str) -> User | None:
+    return db.session.scalar(
+        select(User).where(User.auth_provider == PROVIDER, User.external_subject == subject)
+    )
+
+
+def _placeholder_email(subject: str) -> str:
+    """For a user the server gave no email: unique, and undeliverable by design (RFC 2606)."""
+    return f"{hashlib.sha256(subject.encode()).hexdigest()[:32]}@{PROVIDER}.invalid"

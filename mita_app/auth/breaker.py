@@ -1,0 +1,169 @@
+"""A small circuit breaker: closed, open after consecutive failures, half-open after a pause.
+
+Why not pybreaker: it holds a lock for the whole guarded call (threaded workers would queue
+behind one slow auth-server call), and its half-open state lets every caller through. Here the
+lock covers only the bookkeeping, half-open admits exactly one trial call at a time, and recovery
+does not wait for traffic: when the breaker opens it schedules a probe for the end of the pause,
+so it closes again within one reset period of the server healing even if every request in the
+meantime is answered from a cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class BreakerOpen(Exception):
+    """The call was not attempted: the breaker is open (or its one trial call is under way)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"circuit open; next trial in {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+class UpstreamFailure(Exception):
+    """The guarded dependency failed: it counts toward opening the breaker."""
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int,
+        reset_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_transition: Callable[[str, str, dict[str, Any]], None] | None = None,
+        probe: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.reset_timeout = reset_timeout
+        self.clock = clock
+        self.on_transition = on_transition
+        self.probe = probe  # a call to make through the breaker when its pause ends
+        self._lock = threading.Lock()
+        self._state = CLOSED
+        self._failures = 0  # consecutive
+        self._opened_at = 0.0
+        self._trial_running = False
+        self._timer: threading.Timer | None = None
+        self.last_error: str | None = None
+
+    @contextlib.contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Guard one call: raises BreakerOpen instead of calling; an `UpstreamFailure` from
+        the block counts as a failure, a normal exit as a success."""
+        self._allow()
+        try:
+            yield
+        except UpstreamFailure as error:
+            self._failure(error)
+            raise
+        except BaseException:
+            self._release()  # not the dependency's fault: no verdict
+            raise
+        self._success()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "state": self._state,
+                "consecutive_failures": self._failures,
+                "last_error": self.last_error,
+                "retry_in": round(self._retry_after(self.clock()), 3)
+                if self._state != CLOSED
+                else 0.0,
+            }
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state
+
+    # --- transitions, all under the lock ----------------------------------------------------------
+
+    def _allow(self) -> None:
+        with self._lock:
+            now = self.clock()
+            if self._state == OPEN:
+                if now - self._opened_at < self.reset_timeout:
+                    raise BreakerOpen(self._retry_after(now))
+                self._move(HALF_OPEN)
+            if self._state == HALF_OPEN:
+                if self._trial_running:
+                    raise BreakerOpen(self._retry_after(now))
+                self._trial_running = True
+
+    def _success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._trial_running = False
+            if self._state != CLOSED:
+                self._move(CLOSED)
+
+    def _failure(self, error: BaseException) -> None:
+        with self._lock:
+            self._failures += 1
+            self._trial_running = False
+            self.last_error = f"{type(error).__name__}: {error}"[:200]
+            if self._state == HALF_OPEN or (
+                self._state == CLOSED and self._failures >= self.failure_threshold
+            ):
+                self._opened_at = self.clock()
+                self._move(OPEN)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._trial_running = False
+
+    def _retry_after(self, now: float) -> float:
+        if self._state == OPEN:
+            return max(0.0, self._opened_at + self.reset_timeout - now)
+        return 1.0 if self._state == HALF_OPEN else 0.0
+
+    def _move(self, state: str) -> None:
+        previous, self._state = self._state, state
+        details = {"consecutive_failures": self._failures, "last_error": self.last_error}
+        log.warning("circuit %s: %s -> %s (%s)", self.name, previous, state, self.last_error)
+        if state == OPEN and self.probe is not None:
+            self._schedule_probe()
+        if self.on_transition is not None:
+            # Outside our lock would be tidier, but the callback only queues an audit event.
+            self.on_transition(previous, state, details)
+
+    def _schedule_probe(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(self.reset_timeout, self._run_probe)
+        self._timer.daemon = True
+        self._timer.name = f"{self.name}-probe"
+        self._timer.start()
+
+    def _run_probe(self) -> None:
+        """The trial call at the end of the pause, unless a request has already taken it."""
+        assert self.probe is not None
+        try:
+            with self.attempt():
+                self.probe()
+        except BreakerOpen:
+            pass  # a request is the trial, or the clock says the pause is not over
+        except UpstreamFailure:
+            pass  # reopened, and a new probe scheduled
+        except Exception:  # a probe must never kill its thread silently
+            log.exception("circuit %s: probe failed unexpectedly", self.name)
+
+
+def retry_after_seconds(error: BreakerOpen) -> int:
+    """A whole number of seconds for a Retry-After header: at least 1."""
+    return max(1, math.ceil(error.retry_after))
