@@ -56,24 +56,25 @@ class CircuitBreaker:
         self._state = CLOSED
         self._failures = 0  # consecutive
         self._opened_at = 0.0
-        self._trial_running = False
+        self._trial: object | None = None  # the ticket of the half-open trial under way
         self._timer: threading.Timer | None = None
+        self._transitions: list[tuple[str, str, dict[str, Any]]] = []  # not yet announced
         self.last_error: str | None = None
 
     @contextlib.contextmanager
     def attempt(self) -> Iterator[None]:
         """Guard one call: raises BreakerOpen instead of calling; an `UpstreamFailure` from
-        the block counts as a failure, a normal exit as a success."""
-        self._allow()
+        the block counts as a failure, a normal exit as a success, anything else as neither."""
+        ticket = self._allow()
         try:
             yield
         except UpstreamFailure as error:
-            self._failure(error)
+            self._settle(ticket, error)
             raise
         except BaseException:
-            self._release()  # not the dependency's fault: no verdict
+            self._settle(ticket, None, verdict=False)
             raise
-        self._success()
+        self._settle(ticket, None)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -81,9 +82,7 @@ class CircuitBreaker:
                 "state": self._state,
                 "consecutive_failures": self._failures,
                 "last_error": self.last_error,
-                "retry_in": round(self._retry_after(self.clock()), 3)
-                if self._state != CLOSED
-                else 0.0,
+                "retry_in": round(self._retry_after(self.clock()), 3),
             }
 
     @property
@@ -91,9 +90,10 @@ class CircuitBreaker:
         with self._lock:
             return self._state
 
-    # --- transitions, all under the lock ----------------------------------------------------------
+    # --- transitions: decided under the lock, announced after it ---------------------------------
 
-    def _allow(self) -> None:
+    def _allow(self) -> object | None:
+        """None for a call admitted while closed; the trial's ticket in half-open."""
         with self._lock:
             now = self.clock()
             if self._state == OPEN:
@@ -101,31 +101,45 @@ class CircuitBreaker:
                     raise BreakerOpen(self._retry_after(now))
                 self._move(HALF_OPEN)
             if self._state == HALF_OPEN:
-                if self._trial_running:
+                if self._trial is not None:
                     raise BreakerOpen(self._retry_after(now))
-                self._trial_running = True
+                self._trial = ticket = object()
+            else:
+                ticket = None
+        self._announce()
+        return ticket
 
-    def _success(self) -> None:
+    def _settle(
+        self, ticket: object | None, error: BaseException | None, *, verdict: bool = True
+    ) -> None:
+        """Apply a call's outcome: the trial's decides half-open; any other call's counts only
+        while closed (a call admitted before the breaker opened says nothing about now)."""
         with self._lock:
-            self._failures = 0
-            self._trial_running = False
-            if self._state != CLOSED:
-                self._move(CLOSED)
+            if ticket is not None:
+                if ticket is not self._trial:
+                    return
+                self._trial = None
+                if not verdict:
+                    self._arm_probe(self.reset_timeout)  # no answer yet: try again later
+                elif error is None:
+                    self._failures = 0
+                    self._move(CLOSED)
+                else:
+                    self._failed(error)
+            elif verdict and self._state == CLOSED:
+                if error is None:
+                    self._failures = 0
+                else:
+                    self._failed(error)
+        self._announce()
 
-    def _failure(self, error: BaseException) -> None:
-        with self._lock:
-            self._failures += 1
-            self._trial_running = False
-            self.last_error = f"{type(error).__name__}: {error}"[:200]
-            if self._state == HALF_OPEN or (
-                self._state == CLOSED and self._failures >= self.failure_threshold
-            ):
-                self._opened_at = self.clock()
-                self._move(OPEN)
-
-    def _release(self) -> None:
-        with self._lock:
-            self._trial_running = False
+    def _failed(self, error: BaseException) -> None:
+        self._failures += 1
+        self.last_error = f"{type(error).__name__}: {error}"[:200]
+        if self._state == HALF_OPEN or self._failures >= self.failure_threshold:
+            self._opened_at = self.clock()
+            self._move(OPEN)
+            self._arm_probe(self.reset_timeout)
 
     def _retry_after(self, now: float) -> float:
         if self._state == OPEN:
@@ -134,18 +148,33 @@ class CircuitBreaker:
 
     def _move(self, state: str) -> None:
         previous, self._state = self._state, state
+        if state == CLOSED and self._timer is not None:
+            self._timer.cancel()  # healed: no probe needed any more
+            self._timer = None
         details = {"consecutive_failures": self._failures, "last_error": self.last_error}
-        log.warning("circuit %s: %s -> %s (%s)", self.name, previous, state, self.last_error)
-        if state == OPEN and self.probe is not None:
-            self._schedule_probe()
-        if self.on_transition is not None:
-            # Outside our lock would be tidier, but the callback only queues an audit event.
-            self.on_transition(previous, state, details)
+        self._transitions.append((previous, state, details))
 
-    def _schedule_probe(self) -> None:
+    def _announce(self) -> None:
+        """Log and report the transitions made under the lock, outside it: a callback may look
+        at the breaker, and its failure must not become the guarded call's."""
+        with self._lock:
+            transitions, self._transitions = self._transitions, []
+        for previous, state, details in transitions:
+            log.warning("circuit %s: %s -> %s (%s)", self.name, previous, state, self.last_error)
+            if self.on_transition is not None:
+                try:
+                    self.on_transition(previous, state, details)
+                except Exception:
+                    log.exception("circuit %s: reporting a transition failed", self.name)
+
+    # --- recovery without traffic -----------------------------------------------------------------
+
+    def _arm_probe(self, delay: float) -> None:
+        if self.probe is None:
+            return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = threading.Timer(self.reset_timeout, self._run_probe)
+        self._timer = threading.Timer(delay, self._run_probe)
         self._timer.daemon = True
         self._timer.name = f"{self.name}-probe"
         self._timer.start()
@@ -156,11 +185,13 @@ class CircuitBreaker:
         try:
             with self.attempt():
                 self.probe()
-        except BreakerOpen:
-            pass  # a request is the trial, or the clock says the pause is not over
+        except BreakerOpen as error:
+            with self._lock:
+                if self._state == OPEN:  # the clock disagrees with the timer: look again then
+                    self._arm_probe(max(error.retry_after, 0.05))
         except UpstreamFailure:
-            pass  # reopened, and a new probe scheduled
-        except Exception:  # a probe must never kill its thread silently
+            pass  # reopened, and the next probe armed
+        except Exception:  # `attempt` has re-armed the probe
             log.exception("circuit %s: probe failed unexpectedly", self.name)
 
 
