@@ -249,8 +249,9 @@ class BetterAuth:
         return AuthServerUnavailable()
 
     def _probe(self) -> None:
-        """The breaker's own trial call: get-session without a credential answers 200 null."""
-        self.client.call(GET_SESSION, {"Accept": "application/json"}, _read_probe)
+        """The breaker's own trial call (it guards it): get-session without a credential
+        answers 200 null."""
+        self.client.request(GET_SESSION, {"Accept": "application/json"}, _read_probe)
 
     def _record_transition(self, previous: str, state: str, details: dict[str, Any]) -> None:
         event = f"auth.breaker.{_BREAKER_EVENTS[state]}"

@@ -51,7 +51,7 @@ class CircuitBreaker:
         self.reset_timeout = reset_timeout
         self.clock = clock
         self.on_transition = on_transition
-        self.probe = probe  # a call to make through the breaker when its pause ends
+        self.probe = probe  # the trial to make when the pause ends (not itself guarded by us)
         self._lock = threading.Lock()
         self._state = CLOSED
         self._failures = 0  # consecutive

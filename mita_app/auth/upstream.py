@@ -133,12 +133,16 @@ class AuthServerClient:
         """GET `url` (absolute, or a path on the server) through the breaker; `read` turns the
         status and the JSON body into the answer, or raises UpstreamFailure (which counts)."""
         with self.breaker.attempt():
-            status, body = self._get(url if "://" in url else self.base_url + url, headers)
-            try:
-                document = json.loads(body)
-            except (ValueError, RecursionError):
-                raise UpstreamFailure(f"HTTP {status} with a body that is not JSON") from None
-            return read(status, document)
+            return self.request(url, headers, read)
+
+    def request(self, url: str, headers: dict[str, str], read: Callable[[int, Any], T]) -> T:
+        """The same call, not guarded: for the breaker's own probe, which it guards itself."""
+        status, body = self._get(url if "://" in url else self.base_url + url, headers)
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            raise UpstreamFailure(f"HTTP {status} with a body that is not JSON") from None
+        return read(status, document)
 
     def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
         with _Deadline(self.timeout) as deadline:
