@@ -86,6 +86,9 @@ def set_active(user: User, active: bool) -> None:
         user.first_failed_login_at = None
         user.locked_until = None
         db.session.commit()
+        # A cached "disabled" answer (an external auth server's sessions outlive the disabling)
+        # must not outlast the re-enabling.
+        auth_cache().drop_user(user.id)
     else:
         revoke_user_sessions(user.id, "user_disabled")
 
