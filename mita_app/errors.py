@@ -193,7 +193,9 @@ def error_response(
 
 
 def _mita_error(error: MitaError) -> Response:
-    if error.status >= 500:
+    # A dependency's failure is logged where it is seen (once per failure, or per breaker
+    # transition): a line per 503 would flood the log at the request rate during an outage.
+    if error.status >= 500 and not isinstance(error, DependencyUnavailable):
         log.warning("%s: %s", error.code, error.message)
     return error_response(
         error.status, error.code, error.message, fields=error.fields, headers=error.headers()
