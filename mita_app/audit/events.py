@@ -102,7 +102,10 @@ def build(
         principal = g.get("principal")
         if principal is not None:
             event["user_id"] = event["user_id"] or principal.user_id
-            event["session_id"] = event["session_id"] or principal.session_id
+            if isinstance(principal.session_id, uuid.UUID):
+                event["session_id"] = event["session_id"] or principal.session_id
+            elif principal.session_id is not None:  # an external auth server's own id
+                event["details"]["auth_session_id"] = clean_text(principal.session_id, 128)
         event["request_id"] = g.get("request_id")
         event["ip"] = client_ip()
         event["user_agent"] = client_user_agent()

@@ -39,7 +39,7 @@ from .breaker import BreakerOpen, CircuitBreaker, UpstreamFailure, retry_after_s
 from .cache import AuthCache, Denied, TokenCheck
 from .credentials import bearer_token
 from .jwks import SigningKeys
-from .upstream import AuthServerClient
+from .upstream import NOT_JSON, AuthServerClient
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ MAX_CREDENTIAL_LENGTH = 4096
 # refused before it is forwarded anywhere: a header we could not send would count as the
 # server's failure, and a client could then open the breaker for everyone.
 _CREDENTIAL = re.compile(r"[A-Za-z0-9._~+/=%-]+")
+_PLAUSIBLE_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}")  # fits users.email (254)
 _BREAKER_EVENTS = {"open": "opened", "half_open": "half_open", "closed": "closed"}
 
 
@@ -107,16 +108,17 @@ class BetterAuth:
 
     def check(self) -> TokenCheck | Denied:
         source, token = self.credential()
-        cached = self.cache.get(token)
+        key = _cache_key(source, token)
+        cached = self.cache.get(key)
         if cached is not None:
             return cached
-        if source == "bearer" and token.count(".") == 2:
-            return self._verify_jwt(token)
-        return self._single_flight(token, lambda: self._check_session(source, token))
+        if _is_jwt(source, token):
+            return self._verify_jwt(key, token)
+        return self._single_flight(key, lambda: self._check_session(key, source, token))
 
     def forget(self) -> None:
         """Drop what this process cached about the request's credential (logout)."""
-        self.cache.drop(self.credential()[1])
+        self.cache.drop(_cache_key(*self.credential()))
 
     def snapshot(self) -> dict[str, Any]:
         state = self.breaker.snapshot()
@@ -128,7 +130,7 @@ class BetterAuth:
 
     # --- JWTs of the server's JWT plugin ----------------------------------------------------------
 
-    def _verify_jwt(self, token: str) -> TokenCheck:
+    def _verify_jwt(self, key: str, token: str) -> TokenCheck:
         if self.keys is None:
             raise InvalidToken("JWTs are not accepted here (AUTH_JWKS_URL is off).")
         try:
@@ -139,7 +141,7 @@ class BetterAuth:
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("The token names no signing key.")
         try:
-            key = self.keys.key(kid)
+            signing_key = self.keys.key(kid)
         except (BreakerOpen, UpstreamFailure) as error:
             raise self._unavailable(error) from None
         try:
@@ -147,8 +149,8 @@ class BetterAuth:
             # jku, jwk and x5u headers are never looked at.
             claims = jwt.decode(
                 token,
-                key,
-                algorithms=[key.algorithm_name],
+                signing_key,
+                algorithms=[signing_key.algorithm_name],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
@@ -168,25 +170,25 @@ class BetterAuth:
             raise InvalidToken("The token is malformed.") from None
         email = claims.get("email")
         check = self._vouched(subject, email if isinstance(email, str) else None, None, expires_at)
-        self.cache.put(token, check, ttl=(expires_at - datetime.now(UTC)).total_seconds())
+        self.cache.put(key, check, ttl=(expires_at - datetime.now(UTC)).total_seconds())
         return check
 
     # --- opaque session tokens: GET /api/auth/get-session -----------------------------------------
 
-    def _check_session(self, source: str, token: str) -> TokenCheck | Denied:
+    def _check_session(self, key: str, source: str, token: str) -> TokenCheck | Denied:
         try:
             session = self.client.call(GET_SESSION, self._forwarding(source, token), _read_session)
         except (BreakerOpen, UpstreamFailure) as error:
             raise self._unavailable(error) from None
         if session is None:
             denied = Denied("The session is not valid.")
-            self.cache.put(token, denied, ttl=self.negative_ttl)
+            self.cache.put(key, denied, ttl=self.negative_ttl)
             return denied
         check = self._vouched(
             session["user_id"], session["email"], session["session_id"], session["expires_at"]
         )
         remaining = (session["expires_at"] - datetime.now(UTC)).total_seconds()
-        self.cache.put(token, check, ttl=remaining)
+        self.cache.put(key, check, ttl=remaining)
         return check
 
     def _forwarding(self, source: str, token: str) -> dict[str, str]:
@@ -201,9 +203,9 @@ class BetterAuth:
         return headers
 
     def _single_flight(
-        self, token: str, compute: Callable[[], TokenCheck | Denied]
+        self, cache_key: str, compute: Callable[[], TokenCheck | Denied]
     ) -> TokenCheck | Denied:
-        key = hashlib.sha256(token.encode()).digest()
+        key = hashlib.sha256(cache_key.encode()).digest()
         with self._flights_lock:
             flight = self._flights.get(key)
             leading = flight is None
@@ -262,6 +264,17 @@ class BetterAuth:
                 audit.record(event, previous=previous, **details)
 
 
+def _is_jwt(source: str, token: str) -> bool:
+    """The routing rule: a bearer credential with exactly two dots is a JWT."""
+    return source == "bearer" and token.count(".") == 2
+
+
+def _cache_key(source: str, token: str) -> str:
+    """What the cache knows a credential by: its path too, so that an answer on one path is
+    never taken for the other's."""
+    return ("jwt:" if _is_jwt(source, token) else "session:") + token
+
+
 def _read_probe(status: int, document: Any) -> None:
     if status != 200:
         raise UpstreamFailure(f"get-session answered HTTP {status}")
@@ -274,6 +287,8 @@ def _read_session(status: int, document: Any) -> dict[str, Any] | None:
         return None
     if status != 200:
         raise UpstreamFailure(f"get-session answered HTTP {status}")
+    if document is NOT_JSON:
+        raise UpstreamFailure("get-session answered 200 with a body that is not JSON")
     try:
         session, user = document["session"], document["user"]
         session_id, user_id = session["id"], user["id"]
@@ -303,6 +318,9 @@ def provision(subject: str, email: str | None) -> User:
     """The local account of the auth server's user `subject`, made on first sight; its email
     follows the server's. Two first requests at once make one account."""
     email = normalize_email(email) if email else None
+    if email is not None and not _PLAUSIBLE_EMAIL.fullmatch(email):
+        log.warning("auth server gave user %r an email unfit to store; not kept", subject)
+        email = None
     user = _account(subject)
     if user is None:
         user = User(

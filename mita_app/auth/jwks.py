@@ -51,7 +51,7 @@ class SigningKeys:
                 or now >= self._recheck_at
                 or (kid not in self._keys and rotation_allowed)
             ):
-                self._fetch(now)
+                self._fetch(now, kid)
             key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("The token was signed with an unknown key.")
@@ -60,15 +60,15 @@ class SigningKeys:
     def snapshot(self) -> dict[str, Any]:
         return {"keys": sorted(self._keys)}
 
-    def _fetch(self, now: float) -> None:
+    def _fetch(self, now: float, kid: str) -> None:
         self._tried_at = now
         try:
             self._keys = self.client.call(self.url, {"Accept": "application/json"}, self._read)
             self._recheck_at = now + self.ttl
         except (UpstreamFailure, BreakerOpen):
             self._recheck_at = now + self.min_refresh
-            if not self._keys:
-                raise  # nothing to verify with: the caller answers 503
+            if kid not in self._keys:
+                raise  # no key to verify this token with: the caller answers 503, not 401
             # else the keys we have stay good while the server is away
 
     def _read(self, status: int, document: Any) -> dict[str, jwt.PyJWK]:

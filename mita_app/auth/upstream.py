@@ -26,6 +26,9 @@ from .breaker import CircuitBreaker, UpstreamFailure
 
 T = TypeVar("T")
 MAX_BODY = 256 * 1024  # a session or a key set is a few kB; more is not an auth server's answer
+NOT_JSON = (
+    object()
+)  # what `read` gets for a body that is not JSON: whether that matters is its call
 _calls = threading.local()  # the deadline of the call this thread is making, if any
 
 
@@ -131,7 +134,8 @@ class AuthServerClient:
 
     def call(self, url: str, headers: dict[str, str], read: Callable[[int, Any], T]) -> T:
         """GET `url` (absolute, or a path on the server) through the breaker; `read` turns the
-        status and the JSON body into the answer, or raises UpstreamFailure (which counts)."""
+        status and the JSON body (or NOT_JSON) into the answer, or raises UpstreamFailure (which
+        counts against the server)."""
         with self.breaker.attempt():
             return self.request(url, headers, read)
 
@@ -141,7 +145,7 @@ class AuthServerClient:
         try:
             document = json.loads(body)
         except (ValueError, RecursionError):
-            raise UpstreamFailure(f"HTTP {status} with a body that is not JSON") from None
+            document = NOT_JSON
         return read(status, document)
 
     def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
