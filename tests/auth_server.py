@@ -27,7 +27,8 @@ to requests already waiting in "hang".
     normal        as described above
     null          200 `null` whatever the credential
     status        code=401|403|429|500|503|..., retry_after=None (sent as `X-Retry-After`, as
-                  Better Auth's rate limiter does; 60 by default for 429), body=None (JSON)
+                  Better Auth's rate limiter does; 60 by default for 429), body=None (JSON;
+                  bytes are sent as they are)
     hang          read the request and never answer, until the mode changes (then answer in
                   the new mode) or the server stops (then close the connection)
     drip          status line and headers at once, then the normal body one byte every
@@ -743,6 +744,8 @@ def _status_answer(options: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]
     if retry_after is not None:
         headers["X-Retry-After"] = str(retry_after)  # Better Auth's rate limiter's header
     body = options["body"]
+    if isinstance(body, bytes):  # a raw body, e.g. a proxy's HTML error page
+        return code, body, headers
     if body is None:
         phrase = _phrase(code) or "Error"
         if code == 429:

@@ -1213,3 +1213,26 @@ def test_logout_is_recorded_in_the_audit_log(make_db_app, auth_server):
     assert len(logouts) == 1, "the auth.logout event was not written"
     [account] = external_users(app)
     assert logouts[0]["user_id"] == account.id
+
+
+def test_a_401_or_403_without_a_json_body_is_a_bad_credential_not_a_server_failure(
+    make_app, auth_server
+):
+    client = client_of(make_app())
+    for code in (401, 403):
+        auth_server.set_mode("status", code=code, body=b"<html>Unauthorized</html>")
+        response = client.get(ME, headers=bearer(new_token()))
+        assert response.status_code == 401, response.get_json()
+
+    assert failures(client) == 0
+
+
+def test_an_answer_on_one_path_is_never_taken_for_the_other(make_app, auth_server):
+    client = client_of(make_app())
+    token = auth_server.sign(auth_server.claims("u-route", email="route@example.com"))
+
+    # As a cookie it is a session token: get-session knows no such session, and that is cached.
+    as_cookie = client.get(ME, headers={"Cookie": f"better-auth.session_token={token}"})
+    assert as_cookie.status_code == 401
+    # As a bearer credential it is a JWT, checked against the keys: the cached refusal is not its.
+    assert client.get(ME, headers=bearer(token)).status_code == 200
