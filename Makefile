@@ -39,7 +39,8 @@ format: $(VENV)/.dev
 migrate: $(VENV)/.dev
 	$(FLASK) db migrate -m "$(m)"
 
-# Both benchmarks; one of them: make bench BENCH=audit (or BENCH=auth). See bench/README.md.
+# All three benchmarks; one of them: make bench BENCH=audit (auth, audit, better_auth).
+# See bench/README.md.
 bench: $(VENV)/.dev
 	bash bench/run.sh $(BENCH)
 

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Benchmarks: gunicorn (2 sync workers) on PostgreSQL, driven by wrk from 127.0.0.1.
-# Usage: bash bench/run.sh [auth] [audit]   (or: make bench [BENCH="auth audit"]); no argument
-# runs both, auth first. Settings and figures: bench/README.md.
+# Usage: bash bench/run.sh [auth] [audit] [better_auth]   (or: make bench [BENCH="auth audit"]);
+# no argument runs all three, in that order. Settings and figures: bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-    benches=(auth audit)
+    benches=(auth audit better_auth)
 fi
 for name in "${benches[@]}"; do
     case "$name" in
-        auth | audit) ;;
+        auth | audit | better_auth) ;;
         *)
-            echo "bench: unknown benchmark '$name' (auth, audit)" >&2
+            echo "bench: unknown benchmark '$name' (auth, audit, better_auth)" >&2
             exit 2
             ;;
     esac
@@ -29,7 +29,7 @@ if [ ! -x "$python" ]; then
     exit 2
 fi
 
-# Each driver stops its gunicorn servers by PID and drops its database when it gets SIGTERM.
+# Each driver stops its gunicorn servers by PID and drops its databases when it gets SIGTERM.
 # It runs in the background so that this script can pass a TERM, HUP or INT (Ctrl-C) on to it
 # by its PID, wait for it to clean up, and only then exit.
 driver=""
