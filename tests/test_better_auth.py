@@ -28,7 +28,7 @@ from jwt.algorithms import OKPAlgorithm
 from sqlalchemy import func, select
 
 from mita_app import users
-from mita_app.auth import better_auth as better_auth_module
+from mita_app.auth import accounts
 from mita_app.auth.better_auth import BetterAuth
 from mita_app.extensions import db
 from mita_app.models import User
@@ -1038,7 +1038,7 @@ def test_two_first_requests_of_one_new_user_at_once_make_one_account(
     # every time rather than by luck.
     looked = threading.Barrier(2, timeout=WAIT)
     first_look: set[int] = set()
-    real_account = better_auth_module._account
+    real_account = accounts._account
 
     def racing_account(subject: str) -> User | None:
         user = real_account(subject)
@@ -1047,7 +1047,7 @@ def test_two_first_requests_of_one_new_user_at_once_make_one_account(
             looked.wait()
         return user
 
-    monkeypatch.setattr(better_auth_module, "_account", racing_account)
+    monkeypatch.setattr(accounts, "_account", racing_account)
 
     def ask(index: int) -> tuple[int, Any]:
         response = client_of(app).get(ME, headers=bearer(tokens[index]))

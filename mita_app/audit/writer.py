@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import queue
-import re
 import socket
 import sys
 import threading
@@ -29,32 +28,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Engine, create_engine, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, create_engine
 
 from ..client import valid_ip
 from ..errors import DATABASE_DOWN
 from ..extensions import db
-from ..models import AuditEvent, AuditWriterState
 from .bursts import BurstGate
 from .events import build
+from .storage import insert_events, report_statement
 
 log = logging.getLogger(__name__)
 
-COLUMNS = tuple(column.name for column in AuditEvent.__table__.columns)
-# On PostgreSQL a batch is one INSERT of one array per column, unnested into rows: the server
-# parses a dozen arrays instead of a VALUES list of rows. Measured here against SQLAlchemy's
-# executemany and psycopg2's execute_values: ~32 000 rows/s against ~19 000 and ~22 000, at
-# ~19 us of PostgreSQL CPU a row instead of ~30. Built from the model's names, never from input.
-_PG_INSERT = "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})".format(  # noqa: S608
-    table=AuditEvent.__tablename__,
-    columns=", ".join(COLUMNS),
-    # varchar without its length: an explicit cast would truncate, the insert refuses.
-    arrays=", ".join(
-        "%s::{}[]".format(re.sub(r"\(\d+\)", "", column.type.compile(postgresql.dialect())))
-        for column in AuditEvent.__table__.columns
-    ),
-)
 HEARTBEAT_INTERVAL = 1.0  # seconds between reports of a busy writer
 IDLE_HEARTBEAT_INTERVAL = 10.0  # ... and of an idle one
 _INITIAL_BACKOFF = 0.05
@@ -70,19 +54,6 @@ def _new_fork_guard() -> None:
 
 
 os.register_at_fork(after_in_child=_new_fork_guard)
-
-
-def _pg_arrays(batch: list[dict[str, Any]]) -> list[list[Any]]:
-    """The batch as one list per column, in COLUMNS order, of values psycopg2 can adapt."""
-    arrays = []
-    for name in COLUMNS:
-        values = [event[name] for event in batch]
-        if name == "details":
-            values = [json.dumps(value) for value in values]
-        elif name in ("id", "user_id", "session_id"):
-            values = [None if value is None else str(value) for value in values]
-        arrays.append(values)
-    return arrays
 
 
 class AuditWriter:
@@ -321,26 +292,23 @@ class AuditWriter:
 
     def _insert(self, batch: list[dict[str, Any]], *, report: bool) -> None:
         with self._get_engine().begin() as connection:
-            if connection.dialect.name == "postgresql":
-                with connection.connection.cursor() as cursor:
-                    cursor.execute(_PG_INSERT, _pg_arrays(batch))
-            else:
-                connection.execute(insert(AuditEvent.__table__), batch)
+            insert_events(connection, batch)
             if report:
-                connection.execute(self._report_statement(connection.dialect.name))
+                connection.execute(report_statement(connection.dialect.name, self._report()))
 
     def _report_alone(self) -> None:
         try:
             with self._get_engine().begin() as connection:
-                connection.execute(self._report_statement(connection.dialect.name))
+                connection.execute(report_statement(connection.dialect.name, self._report()))
         except Exception as error:  # a report is worth one try; the next one carries the news
             log.debug("audit writer report failed: %s", type(error).__name__)
             self._last_report = time.monotonic()
 
-    def _report_statement(self, dialect: str) -> Any:
+    def _report(self) -> dict[str, Any]:
+        """What this writer reports of itself to `audit_writers`."""
         self._last_report = time.monotonic()
         with self._lock:
-            values = {
+            return {
                 "id": self.writer_id,
                 "host": socket.gethostname()[:255],
                 "pid": os.getpid(),
@@ -353,9 +321,6 @@ class AuditWriter:
                 "spilled": self.spilled,
                 "last_error": self.last_error,
             }
-        upsert = (postgresql if dialect == "postgresql" else sqlite).insert(AuditWriterState)
-        changing = {k: v for k, v in values.items() if k not in ("id", "host", "started_at")}
-        return upsert.values(values).on_conflict_do_update(index_elements=["id"], set_=changing)
 
     def _get_engine(self) -> Engine:
         if self._engine is None:
