@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -734,12 +733,8 @@ def main() -> int:
             " BENCH_DRAIN_EVENTS and BENCH_DRAIN_REPEATS must be at least 1"
         )
         return 2
-    signal.signal(signal.SIGTERM, ab._terminate)
-    signal.signal(signal.SIGHUP, ab._terminate)
     started = time.monotonic()
-    busy = ab._cpu_busy()
-    if busy > 0.25:
-        _log(f"the machine is already {busy:.0%} busy: expect noisy figures")
+    busy = ab.settle_in()
     workdir = Path(tempfile.mkdtemp(prefix="mita-audit-bench-"))
     try:
         urls = {}

@@ -459,6 +459,17 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the `finally` blocks that clean up
 
 
+def settle_in() -> float:
+    """Make SIGTERM and SIGHUP unwind through the `finally` blocks that stop the servers and
+    drop the databases; the machine's load before the run (0-1), with a warning if high."""
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    busy = _cpu_busy()
+    if busy > 0.25:
+        _log(f"the machine is already {busy:.0%} busy: expect noisy figures")
+    return busy
+
+
 def main() -> int:
     if shutil.which("wrk") is None:
         _log("wrk is not installed: apt-get update && apt-get install -y wrk")
@@ -468,11 +479,7 @@ def main() -> int:
         # The single access token lasts 900 s (ACCESS_TOKEN_TTL); stay well inside it.
         _log(f"BENCH_DURATION/ROUNDS/WARMUP add up to {budget} s of load; keep it under 600 s")
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
-    busy = _cpu_busy()
-    if busy > 0.25:
-        _log(f"the machine is already {busy:.0%} busy: expect noisy figures")
+    busy = settle_in()
     workdir = Path(tempfile.mkdtemp(prefix="mita-bench-"))
     try:
         results = run(workdir)

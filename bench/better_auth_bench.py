@@ -28,7 +28,6 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -602,12 +601,8 @@ def main() -> int:
     if DURATION >= SESSION_CACHE_TTL:
         _log(f"BENCH_DURATION must be shorter than the session cache ({SESSION_CACHE_TTL:g} s)")
         return 2
-    signal.signal(signal.SIGTERM, ab._terminate)
-    signal.signal(signal.SIGHUP, ab._terminate)
     started = time.monotonic()
-    busy = ab._cpu_busy()
-    if busy > 0.25:
-        _log(f"the machine is already {busy:.0%} busy: expect noisy figures")
+    busy = ab.settle_in()
     workdir = Path(tempfile.mkdtemp(prefix="mita-better-auth-bench-"))
     try:
         urls = {}
