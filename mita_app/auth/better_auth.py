@@ -14,7 +14,6 @@ is down, slow or talking nonsense gets the client a 503, never a 401.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -31,7 +30,7 @@ from .. import audit
 from ..errors import AuthServerUnavailable, InvalidToken, MissingCredentials
 from .accounts import provision
 from .breaker import BreakerOpen, CircuitBreaker, UpstreamFailure, retry_after_seconds
-from .cache import AuthCache, Denied, TokenCheck
+from .cache import AuthCache, Denied, TokenCheck, digest
 from .credentials import bearer_token
 from .jwks import SigningKeys
 from .upstream import NOT_JSON, AuthServerClient
@@ -198,7 +197,7 @@ class BetterAuth:
     def _single_flight(
         self, cache_key: str, compute: Callable[[], TokenCheck | Denied]
     ) -> TokenCheck | Denied:
-        key = hashlib.sha256(cache_key.encode()).digest()
+        key = digest(cache_key)
         with self._flights_lock:
             flight = self._flights.get(key)
             leading = flight is None
