@@ -737,25 +737,17 @@ def main() -> int:
     busy = ab.settle_in()
     workdir = Path(tempfile.mkdtemp(prefix="mita-audit-bench-"))
     try:
-        urls = {}
-        for state in STATES:
-            urls[state] = ab._create_database(database_name(state))
-            ab.migrate(urls[state])
-        http_start = time.monotonic()
-        http = run_http(workdir, urls)
-        drain_start = time.monotonic()
-        # On `on`'s database, its events counted: each repetition truncates audit_events.
-        drains = drain_rate(urls[JUDGED], database_name(JUDGED))
-        drain_end = time.monotonic()
+        with ab.migrated_databases({state: database_name(state) for state in STATES}) as urls:
+            http_start = time.monotonic()
+            http = run_http(workdir, urls)
+            drain_start = time.monotonic()
+            # On `on`'s database, its events counted: each repetition truncates audit_events.
+            drains = drain_rate(urls[JUDGED], database_name(JUDGED))
+            drain_end = time.monotonic()
     except (BenchError, OSError, subprocess.SubprocessError, psycopg2.Error) as error:
         _log(f"failed: {error}")
         return 1
     finally:
-        for state in STATES:
-            try:
-                ab._drop_database(database_name(state))
-            except psycopg2.Error as error:
-                _log(f"could not drop {database_name(state)}: {error}")
         shutil.rmtree(workdir, ignore_errors=True)
     ok = report(http, drains, busy)
     _log(

@@ -9,6 +9,7 @@ bench/README.md explains the figures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -457,6 +459,24 @@ def run(workdir: Path) -> list[Result]:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the `finally` blocks that clean up
+
+
+@contextlib.contextmanager
+def migrated_databases(names: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A fresh, migrated database for each of `names` (key: database name), as {key: URL};
+    every one of them dropped afterwards, whatever happened."""
+    urls: dict[str, str] = {}
+    try:
+        for key, name in names.items():
+            urls[key] = _create_database(name)
+            migrate(urls[key])
+        yield urls
+    finally:
+        for name in names.values():
+            try:
+                _drop_database(name)
+            except psycopg2.Error as error:
+                _log(f"could not drop {name}: {error}")
 
 
 def settle_in() -> float:

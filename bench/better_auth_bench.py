@@ -605,20 +605,12 @@ def main() -> int:
     busy = ab.settle_in()
     workdir = Path(tempfile.mkdtemp(prefix="mita-better-auth-bench-"))
     try:
-        urls = {}
-        for mode in MODES:
-            urls[mode] = ab._create_database(database_name(mode))
-            ab.migrate(urls[mode])
-        throughput, breaker, problems = run(workdir, urls)
+        with ab.migrated_databases({mode: database_name(mode) for mode in MODES}) as urls:
+            throughput, breaker, problems = run(workdir, urls)
     except (BenchError, OSError, subprocess.SubprocessError, psycopg2.Error) as error:
         _log(f"failed: {error}")
         return 1
     finally:
-        for mode in MODES:
-            try:
-                ab._drop_database(database_name(mode))
-            except psycopg2.Error as error:
-                _log(f"could not drop {database_name(mode)}: {error}")
         shutil.rmtree(workdir, ignore_errors=True)
     ok = report(throughput, breaker, problems, busy)
     _log(f"the better_auth bench took {time.monotonic() - started:.0f} s ({load} s of it load)")
