@@ -8,7 +8,9 @@ from typing import Any
 
 from flask import Flask
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(
@@ -17,10 +19,9 @@ def create_app(
     """Build the app from `env` (default: the process environment); `config` overrides."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from . import audit, cli, errors, health, logs, openapi
+    from . import audit, commands, errors, health, logs, openapi
     from .api import auth as auth_api
     from .api import users as users_api
-    from .audit import cli as audit_cli
     from .auth import guard
     from .config import from_env
     from .extensions import db, limiter, migrate
@@ -50,8 +51,7 @@ def create_app(
     audit.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
-    cli.init_app(app)
-    audit_cli.init_app(app)
+    commands.init_app(app)
     app.register_blueprint(auth_api.bp)
     app.register_blueprint(users_api.bp)
     if app.config["TRUSTED_PROXY_COUNT"]:

@@ -11,12 +11,12 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app
 from sqlalchemy import Engine, text
 
-from . import __version__
 from .audit import writer_of
 from .auth.guard import better_auth
 from .errors import error_response
 from .extensions import db
 from .validation import ok
+from .version import __version__
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

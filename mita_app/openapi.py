@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from . import __version__
+from .version import __version__
 
 bp = Blueprint("openapi", __name__)
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event
 
-from mita_app import users
+from mita_app.auth import accounts as users
 from mita_app.auth import guard
 from mita_app.auth.guard import EXTENSION_KEY, AuthCache, TokenCheck
 from mita_app.extensions import db

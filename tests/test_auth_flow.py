@@ -266,7 +266,7 @@ def test_password_change_with_a_wrong_current_password_is_refused(client, auth):
 def test_a_disabled_user_is_locked_out_of_every_path(app, client, auth):
     data = auth.register("gone@example.com")
     with app.app_context():
-        from mita_app.users import get_user, set_active
+        from mita_app.auth.accounts import get_user, set_active
 
         set_active(get_user("gone@example.com"), False)
     assert session_of(client, data["access_token"]).status_code == 401
@@ -303,7 +303,7 @@ def test_admin_only_views_answer_403_insufficient_scope_to_users(app, client, au
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
     with app.app_context():
-        from mita_app.users import get_user, set_role
+        from mita_app.auth.accounts import get_user, set_role
 
         set_role(get_user("plain@example.com"), "admin")
     assert client.get("/admin-probe", headers=auth.bearer(user["access_token"])).status_code == 200

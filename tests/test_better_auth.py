@@ -27,8 +27,8 @@ from flask.testing import FlaskClient
 from jwt.algorithms import OKPAlgorithm
 from sqlalchemy import func, select
 
-from mita_app import users
-from mita_app.auth import accounts
+from mita_app.auth import accounts as users
+from mita_app.auth import external as accounts
 from mita_app.auth.better_auth import BetterAuth
 from mita_app.extensions import db
 from mita_app.models import User

@@ -26,9 +26,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
+from mita_app.auth.accounts import get_user, set_active
 from mita_app.extensions import db
 from mita_app.models import AuthSession, User, utcnow
-from mita_app.users import get_user, set_active
 from tests.conftest import PASSWORD, TEST_SECRET, AuthActions
 
 NEW_PASSWORD = "a brand new passphrase"

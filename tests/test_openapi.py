@@ -12,9 +12,9 @@ import pytest
 from flask import Flask, Response
 from flask.testing import FlaskClient
 
-from mita_app import __version__
 from mita_app.auth import login_required
 from mita_app.validation import ok, returns
+from mita_app.version import __version__
 from tests.conftest import PASSWORD, AuthActions, build_app, dispose
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

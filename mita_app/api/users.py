@@ -10,8 +10,8 @@ from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict
 
 from ..auth import current_user, login_required
+from ..auth.accounts import update_profile
 from ..fields import CountryCode, Income, TimeZoneName
-from ..users import update_profile
 from ..validation import Schema, body, ok, returns
 
 bp = Blueprint("users", __name__, url_prefix="/api/users")

@@ -1,80 +1,116 @@
-"""Local accounts of an external auth server's users, made on their first request."""
+"""Local accounts: creation, look-up, and what the account holder and operators do to them."""
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import re
 import uuid
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import audit
-from ..errors import Conflict
+from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..fields import normalize_email
-from ..models import User
+from ..models import LOCAL_PROVIDER, ROLES, User
+from .guard import auth_cache
+from .passwords import hash_password
+from .sessions import revoke_user_sessions
 
-log = logging.getLogger(__name__)
-
-PROVIDER = "better-auth"
-_PLAUSIBLE_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}")  # fits users.email (254)
+PROFILE_FIELDS = ("country", "annual_income", "timezone")
 
 
-def provision(subject: str, email: str | None) -> User:
-    """The local account of the auth server's user `subject`, made on first sight; its email
-    follows the server's. Two first requests at once make one account."""
-    email = normalize_email(email) if email else None
-    if email is not None and not _PLAUSIBLE_EMAIL.fullmatch(email):
-        log.warning("auth server gave user %r an email unfit to store; not kept", subject)
-        email = None
-    user = _account(subject)
+def find_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+def get_user(identifier: str) -> User:
+    """A user by id or email (for operators), or NotFound."""
+    user = None
+    try:
+        user = db.session.get(User, uuid.UUID(identifier))
+    except ValueError:
+        user = find_by_email(identifier)
     if user is None:
-        user = User(
-            id=uuid.uuid4(),
-            auth_provider=PROVIDER,
-            external_subject=subject,
-            email=email or _placeholder_email(subject),
-            password_hash=None,
-            role="user",
-            is_active=True,
-        )
-        db.session.add(user)
-        try:
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            user = _account(subject)  # another request made it first
-            if user is None:
-                audit.record("auth.provision.conflict", email=email, provider=PROVIDER)
-                raise Conflict(
-                    "An account with this email already exists here; an operator must "
-                    "resolve it before this user can sign in.",
-                    code="account_conflict",
-                ) from None
-            return user
-        audit.record("auth.provision", user_id=user.id, email=user.email, provider=PROVIDER)
-        return user
-    if email and user.email != email:
-        previous, user.email = user.email, email
-        try:
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            log.warning("email of external account %s not synced: taken by another", user.id)
-            user = _account(subject) or user
-        else:
-            audit.record("auth.provision.email_changed", user_id=user.id, previous=previous)
+        raise NotFound(f"No user {identifier!r}.", code="user_not_found")
     return user
 
 
-def _account(subject: str) -> User | None:
-    return db.session.scalar(
-        select(User).where(User.auth_provider == PROVIDER, User.external_subject == subject)
+def create_user(
+    email: str,
+    password: str,
+    *,
+    role: str = "user",
+    country: str | None = None,
+    annual_income: Decimal | None = None,
+    timezone: str | None = None,
+) -> User:
+    """Add a user (the caller commits); a taken email raises Conflict."""
+    if role not in ROLES:
+        raise ValidationFailed(fields={"role": f"must be one of {', '.join(ROLES)}"})
+    email = normalize_email(email)
+    if find_by_email(email) is not None:
+        raise Conflict("An account with this email already exists.", code="email_taken")
+    user = User(
+        id=uuid.uuid4(),
+        email=email,
+        password_hash=hash_password(password),
+        role=role,
+        is_active=True,
+        country=country,
+        annual_income=annual_income,
+        timezone=timezone,
     )
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Another request registered the same email between our check and our insert.
+        db.session.rollback()
+        raise Conflict("An account with this email already exists.", code="email_taken") from None
+    return user
 
 
-def _placeholder_email(subject: str) -> str:
-    """For a user the server gave no email: unique, and undeliverable by design (RFC 2606)."""
-    return f"{hashlib.sha256(subject.encode()).hexdigest()[:32]}@{PROVIDER}.invalid"
+def update_profile(user: User, changes: dict[str, Any]) -> User:
+    for name in PROFILE_FIELDS:
+        if name in changes:
+            setattr(user, name, changes[name])
+    db.session.commit()
+    return user
+
+
+def set_active(user: User, active: bool) -> None:
+    user.is_active = active
+    if active:
+        user.failed_logins = 0
+        user.first_failed_login_at = None
+        user.locked_until = None
+        db.session.commit()
+        # A cached "disabled" answer (an external auth server's sessions outlive the disabling)
+        # must not outlast the re-enabling.
+        auth_cache().drop_user(user.id)
+    else:
+        revoke_user_sessions(user.id, "user_disabled")
+
+
+def set_role(user: User, role: str) -> None:
+    if role not in ROLES:
+        raise ValidationFailed(fields={"role": f"must be one of {', '.join(ROLES)}"})
+    user.role = role
+    db.session.commit()
+    # Sessions stay, but cached authorisation must see the new role at once.
+    auth_cache().drop_user(user.id)
+
+
+def set_password(user: User, password: str, *, keep_session: uuid.UUID | None = None) -> None:
+    """Replace the password and revoke every session but `keep_session`."""
+    if user.auth_provider != LOCAL_PROVIDER:
+        raise Conflict(
+            f"This account signs in through {user.auth_provider}; it has no password here.",
+            code="external_account",
+        )
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.first_failed_login_at = None
+    user.locked_until = None
+    revoke_user_sessions(user.id, "password_changed", keep=keep_session)

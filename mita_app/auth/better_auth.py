@@ -28,10 +28,10 @@ from flask import Flask, has_app_context, request
 
 from .. import audit
 from ..errors import AuthServerUnavailable, InvalidToken, MissingCredentials
-from .accounts import provision
 from .breaker import BreakerOpen, CircuitBreaker, UpstreamFailure, retry_after_seconds
 from .cache import AuthCache, Denied, TokenCheck, digest
 from .credentials import bearer_token
+from .external import provision
 from .jwks import SigningKeys
 from .upstream import NOT_JSON, AuthServerClient
 

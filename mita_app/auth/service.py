@@ -15,7 +15,7 @@ from ..errors import Forbidden, InvalidCredentials
 from ..extensions import db
 from ..fields import normalize_email
 from ..models import User, utcnow
-from ..users import create_user, find_by_email, set_password
+from .accounts import create_user, find_by_email, set_password
 from .guard import Principal
 from .passwords import burn_password_check, verify_password
 from .sessions import TokenPair, open_session

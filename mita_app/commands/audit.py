@@ -8,15 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
-from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import delete, func, select
 
-from ..cli import operator, reported
+from ..audit import record
+from ..auth.accounts import get_user
 from ..extensions import db
 from ..models import AuditEvent, AuditWriterState
-from ..users import get_user
-from . import record
+from . import operator, reported
 
 audit_cli = AppGroup("audit", help="Read and prune the security audit log.")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -149,7 +148,3 @@ def prune(older_than: timedelta, force: bool, batch_size: int) -> None:
     db.session.commit()
     record("admin.audit.prune", operator=operator(), cutoff=cutoff, deleted=deleted)
     click.echo(f"deleted {deleted} events older than {cutoff.isoformat()}")
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(audit_cli)

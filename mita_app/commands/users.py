@@ -1,28 +1,23 @@
-"""Operator commands: `flask user ...`. Every failure exits non-zero with a clear message."""
+"""`flask user ...`: operators manage accounts; a failure exits non-zero with a clear message."""
 
 from __future__ import annotations
 
-import functools
-import getpass
 import json
-import os
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from . import audit, users
-from .auth.sessions import revoke_user_sessions
-from .errors import MitaError
-from .extensions import db
-from .fields import Email, Password
-from .models import ROLES, AuthSession, User, utcnow
-from .validation import Schema, validate
+from .. import audit
+from ..auth import accounts as users
+from ..auth.sessions import revoke_user_sessions
+from ..extensions import db
+from ..fields import Email, Password
+from ..models import ROLES, AuthSession, User, utcnow
+from ..validation import Schema, validate
+from . import F, operator, reported
 
-F = TypeVar("F", bound=Callable[..., Any])
 user_cli = AppGroup("user", help="Manage user accounts.")
 
 
@@ -33,29 +28,6 @@ class _NewUser(Schema):
 
 class _NewPassword(Schema):
     password: Password
-
-
-def operator() -> str:
-    """The operating-system user running the command, for the audit log."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (containers)
-        return f"uid:{os.getuid()}"
-
-
-def reported(command: F) -> F:
-    """Turn the API's errors into click errors (message on stderr, exit status 1)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except MitaError as error:
-            db.session.rollback()
-            details = "; ".join(f"{k}: {v}" for k, v in (error.fields or {}).items())
-            raise click.ClickException(f"{error.message} {details}".strip()) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _describe(user: User) -> dict[str, Any]:
@@ -200,7 +172,3 @@ def set_password(user: str, password: str) -> None:
         "admin.user.set_password", user_id=account.id, email=account.email, operator=operator()
     )
     click.echo(f"password of {account.email} set; sessions revoked")
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(user_cli)
