@@ -19,12 +19,11 @@ def create_app(
     """Build the app from `env` (default: the process environment); `config` overrides."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from . import audit, commands, errors, health, logs, openapi
+    from . import api, audit, commands, database, errors, health, logs, openapi
     from .api import auth as auth_api
-    from .api import users as users_api
     from .auth import guard
     from .config import from_env
-    from .extensions import db, limiter, migrate
+    from .extensions import limiter
 
     app = Flask(__name__)
     os.makedirs(app.instance_path, exist_ok=True)
@@ -32,17 +31,11 @@ def create_app(
     app.config.update(from_env(env, default_database_url=default_db))
     app.config.update(config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False  # `/habits` and `/habits/` alike, never a redirect
 
     logs.init_app(app)  # first: every later hook and log line has the request id
     errors.init_app(app)
-    db.init_app(app)
-    migrate.init_app(
-        app,
-        db,
-        directory=os.path.join(app.root_path, os.pardir, "migrations"),
-        render_as_batch=True,
-        compare_type=True,
-    )
+    database.init_app(app)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("RATELIMIT_ON_BREACH_CALLBACK", auth_api.record_rate_limited)
@@ -52,8 +45,7 @@ def create_app(
     health.init_app(app)
     openapi.init_app(app)
     commands.init_app(app)
-    app.register_blueprint(auth_api.bp)
-    app.register_blueprint(users_api.bp)
+    api.init_app(app)
     if app.config["TRUSTED_PROXY_COUNT"]:
         hops = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]

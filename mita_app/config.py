@@ -214,7 +214,7 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url, env),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
-        "ACCESS_TOKEN_TTL": _int(env, "ACCESS_TOKEN_TTL", 900, minimum=1),
+        "ACCESS_TOKEN_TTL": _int(env, "ACCESS_TOKEN_TTL", 3600, minimum=1),
         "REFRESH_TOKEN_TTL": _int(env, "REFRESH_TOKEN_TTL", 30 * 24 * 3600, minimum=1),
         "JWT_ALGORITHM": env.get("JWT_ALGORITHM", "HS256"),
         "JWT_ISSUER": env.get("JWT_ISSUER", "mita"),

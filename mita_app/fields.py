@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
-from decimal import Decimal
-from typing import Annotated
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
 from .validation import SafeStr
 
@@ -63,4 +63,49 @@ Email = Annotated[SafeStr, AfterValidator(_email)]
 Password = Annotated[SafeStr, Field(min_length=8, max_length=128)]
 CountryCode = Annotated[SafeStr, AfterValidator(_country)]
 TimeZoneName = Annotated[SafeStr, AfterValidator(_timezone)]
-Income = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+CENT = Decimal("0.01")
+# A double that is a cent amount give or take its own rounding error (0.1 + 0.2) is that amount.
+_FLOAT_SLACK = Decimal("1e-9")
+
+
+def _money(value: Any) -> Any:
+    """A JSON number (or numeric string) as a Decimal of at most two places."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number")  # bool is an int to Python, never money to us
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        exact = Decimal(repr(value))
+        cents = exact.quantize(CENT, rounding=ROUND_HALF_UP)
+        return cents if abs(exact - cents) <= _FLOAT_SLACK * max(1, abs(cents)) else exact
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError("must be a number") from None
+    return value
+
+
+def money_out(value: Decimal) -> float:
+    """Money leaves as a JSON number: a double prints the cents it was made from exactly."""
+    return float(value)
+
+
+# Money: in, a number (or numeric string) with at most two decimals; out, a JSON number.
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False),
+    PlainSerializer(money_out, return_type=float, when_used="json"),
+]
+MoneyOut = Annotated[Decimal, PlainSerializer(money_out, return_type=float, when_used="json")]
+
+
+def _currency(value: str) -> str:
+    value = value.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ValueError("must be an ISO 4217 currency code, such as USD")
+    return value
+
+
+CurrencyCode = Annotated[SafeStr, AfterValidator(_currency)]

@@ -3,12 +3,16 @@
 Schemas are pydantic models. `@body(Model)` parses and validates the request body before the view
 runs and passes the model instance as `payload`; `@returns(Model)` declares the `data` shape for
 the OpenAPI document. Both record what they declare on the view for `openapi.py`.
+
+Unknown keys in a body are ignored (and logged at debug level): a mobile app in the field sends
+fields this server does not know yet. A known key with a bad value is a 422 naming it.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -17,14 +21,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from .errors import BadRequest, UnsupportedMediaType, ValidationFailed
 
+log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
 
 
 class Schema(BaseModel):
-    """Base of request schemas: unknown fields are an error, never silently dropped."""
+    """Base of request schemas: unknown fields are ignored (`validate` logs them)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
 
 def _no_unstorable_characters(value: str) -> str:
@@ -46,9 +51,13 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def json_body() -> dict[str, Any]:
-    """The request body as a JSON object, or the 415/400 error that says why not."""
+def json_body(*, optional: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object, or the 415/400 error that says why not. With
+    `optional`, no body at all (whatever its Content-Type says) is an empty object."""
     if "json_body" in g:
+        return g.json_body
+    if optional and not request.get_data(cache=True):
+        g.json_body = {}
         return g.json_body
     if not request.mimetype == "application/json":
         raise UnsupportedMediaType()
@@ -67,28 +76,38 @@ def field_errors(error: ValidationError) -> dict[str, str]:
     fields: dict[str, str] = {}
     for item in error.errors(include_url=False, include_input=False):
         name = ".".join(str(part) for part in item["loc"]) or "_body"
-        if item["type"] == "extra_forbidden":
-            message = "Unknown field."
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-        fields.setdefault(name, message)
+        fields.setdefault(name, item["msg"].removeprefix("Value error, "))
     return fields
 
 
+def _known_keys(model: type[BaseModel]) -> set[str]:
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        keys.add(name)
+        if isinstance(field.validation_alias, str):
+            keys.add(field.validation_alias)
+    return keys
+
+
 def validate(model: type[M], data: dict[str, Any]) -> M:
+    if log.isEnabledFor(logging.DEBUG) and model.model_config.get("extra") == "ignore":
+        unknown = sorted(str(key)[:64] for key in set(data) - _known_keys(model))
+        if unknown:
+            log.debug("ignored unknown %s fields: %s", model.__name__, ", ".join(unknown[:20]))
     try:
         return model.model_validate(data)
     except ValidationError as error:
         raise ValidationFailed(fields=field_errors(error)) from None
 
 
-def body(model: type[BaseModel]) -> Callable[[F], F]:
-    """Validate the JSON body against `model` and pass it to the view as `payload`."""
+def body(model: type[BaseModel], *, optional: bool = False) -> Callable[[F], F]:
+    """Validate the JSON body against `model` and pass it to the view as `payload`. With
+    `optional`, a request without a body (a DELETE, say) validates `{}`."""
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            kwargs["payload"] = validate(model, json_body())
+            kwargs["payload"] = validate(model, json_body(optional=optional))
             return view(*args, **kwargs)
 
         wrapper.request_schema = model  # type: ignore[attr-defined]
@@ -111,10 +130,12 @@ def returns(
     return decorator
 
 
-def ok(data: Any = None, status: int = 200) -> Response:
+def ok(data: Any = None, status: int = 200, **top_level: Any) -> Response:
+    """The success envelope, `{"success": true, "data": ...}`, with any `top_level` keys the
+    mobile app reads outside `data` (tokens, settings)."""
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
-    response = jsonify({"success": True, "data": data})
+    response = jsonify({"success": True, "data": data, **top_level})
     response.status_code = status
     return response
 

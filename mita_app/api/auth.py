@@ -6,6 +6,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal, TypeVar, cast
 
 from flask import Blueprint, Response, current_app, request
@@ -18,7 +19,7 @@ from ..auth.guard import better_auth
 from ..auth.sessions import TokenPair, revoke_session, revoke_user_sessions, rotate
 from ..errors import MitaError, NotFound
 from ..extensions import limiter
-from ..fields import CountryCode, Email, Income, Password, TimeZoneName
+from ..fields import CENT, CountryCode, Email, Money, Password, TimeZoneName
 from ..validation import SafeStr, Schema, body, json_body, no_content, ok, returns
 from .users import UserOut
 
@@ -30,8 +31,18 @@ class RegisterIn(Schema):
     email: Email
     password: Password
     country: CountryCode | None = None
-    annual_income: Income | None = None
     timezone: TimeZoneName | None = None
+    income: Money | None = Field(None, description="Monthly income")
+    annual_income: Money | None = Field(
+        None, description="Yearly income (what the app sends), kept as a twelfth a month"
+    )
+
+    def monthly_income(self) -> Decimal:
+        if self.income is not None:
+            return self.income
+        if self.annual_income is not None:
+            return (self.annual_income / 12).quantize(CENT, rounding=ROUND_HALF_UP)
+        return Decimal(0)
 
 
 class LoginIn(Schema):
@@ -64,14 +75,17 @@ class SessionOut(BaseModel):
 
 
 def _tokens(pair: TokenPair, status: int = 200) -> Response:
+    """A token pair in `data`, and its tokens at the top level too (the app reads either)."""
     return ok(
         TokenPairOut(
             access_token=pair.access_token,
             refresh_token=pair.refresh_token,
             expires_in=pair.expires_in,
-            user=UserOut.model_validate(pair.user),
+            user=UserOut.of(pair.user),
         ),
         status,
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
     )
 
 
@@ -117,7 +131,16 @@ def _email_key() -> str:
 @limiter.limit(lambda: _limit("RATELIMIT_REGISTER_PER_IP"))
 @body(RegisterIn)
 def register(payload: RegisterIn) -> Response:
-    return _tokens(service.register(**payload.model_dump()), 201)
+    return _tokens(
+        service.register(
+            payload.email,
+            payload.password,
+            country=payload.country,
+            income=payload.monthly_income(),
+            timezone=payload.timezone,
+        ),
+        201,
+    )
 
 
 @bp.post("/login")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,8 +15,6 @@ from ..models import LOCAL_PROVIDER, ROLES, User
 from .guard import auth_cache
 from .passwords import hash_password
 from .sessions import revoke_user_sessions
-
-PROFILE_FIELDS = ("country", "annual_income", "timezone")
 
 
 def find_by_email(email: str) -> User | None:
@@ -42,7 +39,7 @@ def create_user(
     *,
     role: str = "user",
     country: str | None = None,
-    annual_income: Decimal | None = None,
+    income: Decimal = Decimal(0),
     timezone: str | None = None,
 ) -> User:
     """Add a user (the caller commits); a taken email raises Conflict."""
@@ -58,7 +55,7 @@ def create_user(
         role=role,
         is_active=True,
         country=country,
-        annual_income=annual_income,
+        income=income,
         timezone=timezone,
     )
     db.session.add(user)
@@ -68,14 +65,6 @@ def create_user(
         # Another request registered the same email between our check and our insert.
         db.session.rollback()
         raise Conflict("An account with this email already exists.", code="email_taken") from None
-    return user
-
-
-def update_profile(user: User, changes: dict[str, Any]) -> User:
-    for name in PROFILE_FIELDS:
-        if name in changes:
-            setattr(user, name, changes[name])
-    db.session.commit()
     return user
 
 

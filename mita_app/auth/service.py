@@ -28,12 +28,10 @@ def register(
     password: str,
     *,
     country: str | None = None,
-    annual_income: Decimal | None = None,
+    income: Decimal = Decimal(0),
     timezone: str | None = None,
 ) -> TokenPair:
-    user = create_user(
-        email, password, country=country, annual_income=annual_income, timezone=timezone
-    )
+    user = create_user(email, password, country=country, income=income, timezone=timezone)
     pair = open_session(user)
     db.session.commit()
     audit.record("auth.register", user_id=user.id, session_id=pair.session_id, email=user.email)

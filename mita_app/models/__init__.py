@@ -1,0 +1,38 @@
+"""Database models, one module per part of the product. Commits happen in the service layer,
+never here."""
+
+from .accounts import (
+    BUDGET_METHODS,
+    LOCAL_PROVIDER,
+    REGIONS,
+    ROLES,
+    AuthSession,
+    LinkedIdentity,
+    PasswordResetToken,
+    User,
+)
+from .audit import AuditEvent, AuditWriterState
+from .base import UTCDateTime, utcnow
+from .crash_reports import CATEGORIES, SEVERITIES, CrashReport
+from .habits import FREQUENCIES, Habit, HabitCompletion
+
+__all__ = [
+    "BUDGET_METHODS",
+    "CATEGORIES",
+    "FREQUENCIES",
+    "LOCAL_PROVIDER",
+    "REGIONS",
+    "ROLES",
+    "SEVERITIES",
+    "AuditEvent",
+    "AuditWriterState",
+    "AuthSession",
+    "CrashReport",
+    "Habit",
+    "HabitCompletion",
+    "LinkedIdentity",
+    "PasswordResetToken",
+    "UTCDateTime",
+    "User",
+    "utcnow",
+]
