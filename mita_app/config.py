@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -181,6 +182,75 @@ def external_auth(env: Mapping[str, str]) -> dict[str, Any]:
     return settings
 
 
+def google_signin(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings of POST /api/auth/google; no client ids means Google sign-in is off."""
+    client_ids = (part.strip() for part in env.get("GOOGLE_CLIENT_IDS", "").split(","))
+    return {
+        # Every OAuth client id of the app (Android, iOS, web): an ID token's `aud` is one.
+        "GOOGLE_CLIENT_IDS": tuple(dict.fromkeys(part for part in client_ids if part)),
+        "GOOGLE_JWKS_URL": _http_url(
+            "GOOGLE_JWKS_URL",
+            env.get("GOOGLE_JWKS_URL", "").strip() or "https://www.googleapis.com/oauth2/v3/certs",
+        ),
+        "GOOGLE_JWKS_CACHE_TTL": _float(env, "GOOGLE_JWKS_CACHE_TTL", 3600.0, minimum=1.0),
+    }
+
+
+MAIL_BACKENDS = ("smtp", "console")
+
+
+def mail(env: Mapping[str, str], production: bool) -> dict[str, Any]:
+    """Outgoing email (`mita_app.mail`). Production sends through SMTP or refuses to start: a
+    reset link must never end up in a log there."""
+    backend = (env.get("MAIL_BACKEND") or ("smtp" if production else "console")).strip().lower()
+    if backend not in MAIL_BACKENDS:
+        raise ConfigError(f"MAIL_BACKEND must be smtp or console, got {backend!r}")
+    server = env.get("MAIL_SERVER", "").strip()
+    use_ssl = _bool(env, "MAIL_USE_SSL", False)
+    use_tls = _bool(env, "MAIL_USE_TLS", not use_ssl)
+    username, password = env.get("MAIL_USERNAME", ""), env.get("MAIL_PASSWORD", "")
+    if production and backend == "console":
+        raise ConfigError("MAIL_BACKEND=console writes messages to the log: not in production")
+    if backend == "smtp" and not server:
+        raise ConfigError("MAIL_SERVER must be set when MAIL_BACKEND=smtp (production's default)")
+    if use_ssl and use_tls:
+        raise ConfigError("MAIL_USE_SSL (implicit TLS) excludes MAIL_USE_TLS (STARTTLS)")
+    if production and username and not (use_ssl or use_tls):
+        raise ConfigError("MAIL_USERNAME without MAIL_USE_TLS or MAIL_USE_SSL sends it in clear")
+    sender = env.get("MAIL_FROM", "").strip() or "MITA <no-reply@localhost>"
+    if "@" not in parseaddr(sender)[1]:
+        raise ConfigError(f"MAIL_FROM must be an email address, got {sender!r}")
+    return {
+        "MAIL_BACKEND": backend,
+        "MAIL_SERVER": server,
+        "MAIL_PORT": _int(env, "MAIL_PORT", 465 if use_ssl else 587, minimum=1),
+        "MAIL_USERNAME": username,
+        "MAIL_PASSWORD": password,
+        "MAIL_USE_TLS": use_tls,
+        "MAIL_USE_SSL": use_ssl,
+        "MAIL_FROM": sender,
+        "MAIL_TIMEOUT": _float(env, "MAIL_TIMEOUT", 10.0, minimum=0.1),
+        "MAIL_RETRIES": _int(env, "MAIL_RETRIES", 2),
+        "MAIL_RETRY_BACKOFF": _float(env, "MAIL_RETRY_BACKOFF", 2.0, minimum=0.01),
+        "MAIL_QUEUE_SIZE": _int(env, "MAIL_QUEUE_SIZE", 1000, minimum=1),
+        "MAIL_SHUTDOWN_TIMEOUT": _float(env, "MAIL_SHUTDOWN_TIMEOUT", 5.0),
+    }
+
+
+def password_reset(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings of /api/auth/forgot-password, verify-reset-token and reset-password."""
+    url = env.get("PASSWORD_RESET_URL", "").strip() or "mita://reset-password"
+    if not urlsplit(url).scheme:
+        raise ConfigError(f"PASSWORD_RESET_URL must be an absolute URL, got {url!r}")
+    return {
+        "PASSWORD_RESET_TTL": _int(env, "PASSWORD_RESET_TTL", 1800, minimum=60),
+        "PASSWORD_RESET_URL": url,
+        "RATELIMIT_FORGOT_PER_IP": env.get("RATELIMIT_FORGOT_PER_IP", "10 per minute"),
+        "RATELIMIT_FORGOT_PER_EMAIL": env.get("RATELIMIT_FORGOT_PER_EMAIL", "3 per hour"),
+        "RATELIMIT_RESET_PER_IP": env.get("RATELIMIT_RESET_PER_IP", "30 per minute"),
+    }
+
+
 def _secret_key(env: Mapping[str, str], production: bool) -> str:
     key = env.get("SECRET_KEY", "")
     if production:
@@ -208,7 +278,7 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         raise ConfigError(f"MITA_ENV must be 'development' or 'production', got {mita_env!r}")
     production = mita_env == "production"
     database_url = normalize_database_url(env.get("DATABASE_URL") or default_database_url)
-    return external_auth(env) | {
+    return external_auth(env) | google_signin(env) | {
         "MITA_ENV": mita_env,
         "SECRET_KEY": _secret_key(env, production),
         "SQLALCHEMY_DATABASE_URI": database_url,
@@ -234,6 +304,10 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "RATELIMIT_LOGIN_PER_EMAIL": env.get("RATELIMIT_LOGIN_PER_EMAIL", "10 per minute"),
         "RATELIMIT_REGISTER_PER_IP": env.get("RATELIMIT_REGISTER_PER_IP", "30 per minute"),
         "RATELIMIT_REFRESH_PER_IP": env.get("RATELIMIT_REFRESH_PER_IP", "120 per minute"),
+        # Crash reports: a device sends a few an hour, and flushes at most 50 queued ones at once
+        # after an outage; many devices can share one address (carrier NAT). A 429 only delays a
+        # report (the app queues it and retries every 2 minutes); a flood stops at the limit.
+        "RATELIMIT_ERROR_REPORTS_PER_IP": env.get("RATELIMIT_ERROR_REPORTS_PER_IP", "120 per hour"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
         "AUDIT_ENABLED": _bool(env, "AUDIT_ENABLED", True),
         "AUDIT_QUEUE_SIZE": _int(env, "AUDIT_QUEUE_SIZE", 10000, minimum=1),
@@ -243,4 +317,6 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "AUDIT_SHUTDOWN_TIMEOUT": _float(env, "AUDIT_SHUTDOWN_TIMEOUT", 10.0),
         "AUDIT_BURST_LIMIT": _int(env, "AUDIT_BURST_LIMIT", 20),
         "AUDIT_BURST_WINDOW": _float(env, "AUDIT_BURST_WINDOW", 10.0, minimum=0.1),
+        **mail(env, production),
+        **password_reset(env),
     }

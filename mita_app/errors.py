@@ -153,6 +153,22 @@ class AuthServerUnavailable(DependencyUnavailable):
         return {"Retry-After": str(retry_after)}
 
 
+class IdentityProviderUnavailable(DependencyUnavailable):
+    """Google's signing keys cannot be fetched, and none we hold verifies the token: the token
+    may well be good, so this is a 503, never a 401."""
+
+    code = "identity_provider_unavailable"
+    message = "Google sign-in cannot be checked right now; retry shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        retry_after = self.retry_after or current_app.config["RETRY_AFTER"]
+        return {"Retry-After": str(retry_after)}
+
+
 # Database failures that mean "unreachable, overloaded or timed out", not "our bug".
 DATABASE_DOWN = (
     sa_exc.OperationalError,

@@ -118,7 +118,7 @@ def test_production_refuses_a_missing_or_short_secret_key(env: dict[str, str]) -
 
 @pytest.mark.parametrize("key", [STRONG_KEY, "é" * 16], ids=["32-ascii", "32-bytes-utf8"])
 def test_production_accepts_a_32_byte_secret_key(key: str) -> None:
-    config = config_for({"MITA_ENV": "production", "SECRET_KEY": key})
+    config = config_for({"MITA_ENV": "production", "SECRET_KEY": key, "MAIL_SERVER": "smtp.local"})
 
     assert config["MITA_ENV"] == "production"
     assert config["SECRET_KEY"] == key
@@ -202,6 +202,7 @@ def test_create_app_starts_in_production_with_a_strong_secret_key(
 ) -> None:
     monkeypatch.setenv("MITA_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("MAIL_SERVER", "smtp.local")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/prod.db")
 
     app = create_app()
@@ -280,7 +281,7 @@ def test_defaults_are_the_documented_ones() -> None:
     config = config_for({})
 
     assert config["MITA_ENV"] == "development"
-    assert config["ACCESS_TOKEN_TTL"] == 900
+    assert config["ACCESS_TOKEN_TTL"] == 3600
     assert config["REFRESH_TOKEN_TTL"] == 30 * 24 * 3600
     assert config["AUTH_CACHE_TTL"] == 5
     assert config["MAX_CONTENT_LENGTH"] == 1024 * 1024

@@ -29,8 +29,8 @@ class VersionedPaths:
 
 
 def init_app(app: Flask) -> None:
-    from . import auth, users
+    from . import auth, crash_reports, habits, password_reset, users
 
-    for module in (auth, users):
+    for module in (auth, password_reset, users, crash_reports, habits):
         app.register_blueprint(module.bp)
     app.wsgi_app = VersionedPaths(app.wsgi_app)  # type: ignore[method-assign]

@@ -1,4 +1,9 @@
-"""/api/auth: register, login, refresh, logout, password change and session introspection."""
+"""/api/auth: register, login, Google sign-in, refresh, logout, password change, account deletion
+and session introspection.
+
+The public routes (register, login, google, refresh-token) never read the Authorization header:
+the app sends its stale access token, or `Bearer null`, on every request.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,19 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 
 from flask import Blueprint, Response, current_app, request
 from flask_limiter import RequestLimit
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from .. import audit
-from ..auth import current_principal, current_user, login_required, service
+from ..auth import accounts, current_principal, current_user, login_required, service
+from ..auth.google import google_id_tokens
 from ..auth.guard import better_auth
-from ..auth.sessions import TokenPair, revoke_session, revoke_user_sessions, rotate
+from ..auth.sessions import (
+    TokenPair,
+    revoke_by_refresh_token,
+    revoke_session,
+    revoke_user_sessions,
+    rotate,
+)
 from ..errors import MitaError, NotFound
 from ..extensions import limiter
 from ..fields import CENT, CountryCode, Email, Money, Password, TimeZoneName
@@ -54,9 +66,44 @@ class RefreshIn(Schema):
     refresh_token: Annotated[SafeStr, Field(min_length=1, max_length=512)]
 
 
+class LogoutIn(Schema):
+    # The app sends the refresh token it has, which is "" when it never got one.
+    refresh_token: Annotated[SafeStr, Field(max_length=1024)] | None = None
+
+
+class GoogleIn(Schema):
+    id_token: Annotated[SafeStr, Field(min_length=1, max_length=4096)]
+
+
 class PasswordChangeIn(Schema):
     current_password: Annotated[SafeStr, Field(min_length=1, max_length=1024)]
     new_password: Password
+
+
+def _must_be_true(value: bool) -> bool:
+    if value is not True:
+        raise ValueError("must be true to delete the account")
+    return value
+
+
+class DeleteAccountIn(Schema):
+    confirmation: Annotated[
+        StrictBool,
+        AfterValidator(_must_be_true),
+        Field(description="The JSON literal true", json_schema_extra={"const": True}),
+    ]
+
+
+class LoggedOutOut(BaseModel):
+    logged_out: bool = True
+
+
+class PasswordChangedOut(BaseModel):
+    password_changed: bool = True
+
+
+class AccountDeletedOut(BaseModel):
+    deleted: bool = True
 
 
 class TokenPairOut(BaseModel):
@@ -72,6 +119,10 @@ class SessionOut(BaseModel):
     role: str
     session_id: str | None  # none for the JWTs of an external auth server
     expires_at: datetime
+
+
+# What `_tokens` puts beside `data` as well.
+TOKENS = ("access_token", "refresh_token")
 
 
 def _tokens(pair: TokenPair, status: int = 200) -> Response:
@@ -125,12 +176,21 @@ def _email_key() -> str:
     return "ip:" + (request.remote_addr or "unknown")
 
 
+# One budget of password checks per email, spent by logins and by registers (a register of a
+# taken email checks the password: the app's retry of a register it lost the answer to).
+_per_email = limiter.shared_limit(
+    lambda: _limit("RATELIMIT_LOGIN_PER_EMAIL"), scope="login_per_email", key_func=_email_key
+)
+
+
 @bp.post("/register")
-@returns(TokenPairOut, 201, errors={409: "Email already registered"})
+@returns(TokenPairOut, 201, errors={409: "Email already registered"}, top_level=TOKENS)
 @local_accounts_only
 @limiter.limit(lambda: _limit("RATELIMIT_REGISTER_PER_IP"))
+@_per_email
 @body(RegisterIn)
 def register(payload: RegisterIn) -> Response:
+    """Create an account; the same email and password again within 10 minutes signs in."""
     return _tokens(
         service.register(
             payload.email,
@@ -144,36 +204,72 @@ def register(payload: RegisterIn) -> Response:
 
 
 @bp.post("/login")
-@returns(TokenPairOut, errors={401: "Wrong email or password"})
+@returns(TokenPairOut, errors={401: "Wrong email or password"}, top_level=TOKENS)
 @local_accounts_only
 @limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_IP"))
-@limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_EMAIL"), key_func=_email_key)
+@_per_email
 @body(LoginIn)
 def login(payload: LoginIn) -> Response:
     return _tokens(service.login(payload.email, payload.password))
 
 
-@bp.post("/refresh")
-@returns(TokenPairOut, errors={401: "Refresh token invalid, reused or expired"})
+@bp.post("/google")
+@returns(
+    TokenPairOut,
+    errors={
+        401: "Google ID token invalid or expired, or account disabled",
+        404: "Google sign-in is not enabled on this server",
+    },
+    top_level=TOKENS,
+)
+@local_accounts_only
+@limiter.limit(lambda: _limit("RATELIMIT_LOGIN_PER_IP"))
+@body(GoogleIn)
+def google(payload: GoogleIn) -> Response:
+    """Sign in with a Google ID token (linking or creating the account by its email)."""
+    return _tokens(service.sign_in_with_google(google_id_tokens(), payload.id_token))
+
+
+@bp.post("/refresh-token", endpoint="refresh_token")
+@bp.post("/refresh")  # the older name; the same view
+@returns(TokenPairOut, errors={401: "Refresh token invalid, reused or expired"}, top_level=TOKENS)
 @local_accounts_only
 @limiter.limit(lambda: _limit("RATELIMIT_REFRESH_PER_IP"))
 @body(RefreshIn)
 def refresh(payload: RefreshIn) -> Response:
+    """Exchange the refresh token for a new pair; the old one is dead from then on."""
     return _tokens(rotate(payload.refresh_token))
 
 
 @bp.post("/logout")
-@returns(None, 204)
+@returns(LoggedOutOut, errors={401: "Neither a live refresh token nor a valid access token"})
+@body(LogoutIn, optional=True)
+def logout(payload: LogoutIn) -> Response:
+    """Sign a session out: the one whose current refresh token the body holds, else the access
+    token's (with an external auth server: forget it here; the app signs out there)."""
+    if current_app.config["AUTH_MODE"] == "local" and payload.refresh_token:
+        # The app's access token may well have expired by now; its refresh token still names
+        # the session.
+        ended = revoke_by_refresh_token(payload.refresh_token, "logout")
+        if ended is not None:
+            user_id, session_id = ended
+            audit.record("auth.logout", user_id=user_id, session_id=session_id)
+            return ok(LoggedOutOut())
+    return _logout_with_access_token()
+
+
 @login_required
-def logout() -> Response:
-    """Sign this session out (with an external auth server: forget it here; the app signs
-    out there)."""
+def _logout_with_access_token() -> Response:
     if current_app.config["AUTH_MODE"] == "local":
         revoke_session(cast(uuid.UUID, current_principal.session_id), "logout")
     else:
         better_auth().forget()
     audit.record("auth.logout")
-    return no_content()
+    return ok(LoggedOutOut())
+
+
+# For the OpenAPI document: without a refresh token, logout needs a bearer token.
+logout.auth_role = "user"  # type: ignore[attr-defined]
 
 
 @bp.post("/logout-all")
@@ -186,16 +282,37 @@ def logout_all() -> Response:
     return no_content()
 
 
-@bp.post("/password")
-@returns(None, 204, errors={403: "Current password is incorrect"})
+@bp.post("/change-password", endpoint="change_password")
+@bp.post("/password", endpoint="password")  # the older name; the same view
+@returns(
+    PasswordChangedOut,
+    errors={
+        403: "Current password is incorrect",
+        409: "The account has no password yet (signed up with Google)",
+    },
+)
 @local_accounts_only
 @login_required
 @body(PasswordChangeIn)
 def change_password(payload: PasswordChangeIn) -> Response:
+    """Change the password: this session stays, every other one ends."""
     service.change_password(
         current_principal, current_user, payload.current_password, payload.new_password
     )
-    return no_content()
+    return ok(PasswordChangedOut())
+
+
+@bp.delete("/delete-account")
+@returns(AccountDeletedOut)
+@local_accounts_only
+@login_required
+@body(DeleteAccountIn, optional=True)
+def delete_account(payload: DeleteAccountIn) -> Response:
+    """Delete the caller's account and everything that is theirs, for good."""
+    user_id = current_principal.user_id
+    accounts.delete_account(current_user)
+    audit.record("auth.account_deleted", user_id=user_id)
+    return ok(AccountDeletedOut())
 
 
 @bp.get("/session")

@@ -1,4 +1,5 @@
-"""The account flows behind /api/auth: register, login with lockout, password change."""
+"""The account flows behind /api/auth: register (and its retry), login with lockout, Google
+sign-in, password change."""
 
 from __future__ import annotations
 
@@ -6,21 +7,26 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 from flask import current_app
 from sqlalchemy import case, text, update
 
 from .. import audit
-from ..errors import Forbidden, InvalidCredentials
+from ..errors import Conflict, Forbidden, InvalidCredentials, InvalidToken
 from ..extensions import db
 from ..fields import normalize_email
 from ..models import User, utcnow
-from .accounts import create_user, find_by_email, set_password
+from .accounts import create_user, find_by_email, google_account, set_password
+from .google import GoogleIdTokens
 from .guard import Principal
 from .passwords import burn_password_check, verify_password
 from .sessions import TokenPair, open_session
 
 log = logging.getLogger(__name__)
+
+# How long after its creation a register of a taken email may be the app's retry of it.
+REGISTER_RETRY_WINDOW = timedelta(minutes=10)
 
 
 def register(
@@ -31,11 +37,44 @@ def register(
     income: Decimal = Decimal(0),
     timezone: str | None = None,
 ) -> TokenPair:
-    user = create_user(email, password, country=country, income=income, timezone=timezone)
-    pair = open_session(user)
-    db.session.commit()
-    audit.record("auth.register", user_id=user.id, session_id=pair.session_id, email=user.email)
-    return pair
+    """A new account and its first session; a taken email may be a retry (`_register_again`)."""
+    existing = find_by_email(email)
+    if existing is None:
+        try:
+            user = create_user(email, password, country=country, income=income, timezone=timezone)
+        except Conflict:
+            # A concurrent request registered it: the same client's retry, perhaps.
+            existing = find_by_email(email)
+            if existing is None:
+                raise
+        else:
+            pair = open_session(user)
+            db.session.commit()
+            audit.record(
+                "auth.register", user_id=user.id, session_id=pair.session_id, email=user.email
+            )
+            return pair
+    return _register_again(existing, email, password)
+
+
+def _register_again(user: User, email: str, password: str) -> TokenPair:
+    """The app retries a register whose answer it lost (a timeout, a 5xx). Within
+    REGISTER_RETRY_WINDOW of the account's creation the same password signs in, exactly as a
+    login would (lockout counting included); anything else is 409 email_taken. A duplicate
+    costs one password check, as a new account costs one hash."""
+    now = utcnow()
+    if now - user.created_at > REGISTER_RETRY_WINDOW:
+        burn_password_check(password)
+        audit.record("auth.register.failed", user_id=user.id, reason="email_taken")
+        raise _email_taken()
+    try:
+        return _sign_in(user, email, password, now, via="register_retry")
+    except InvalidCredentials:
+        raise _email_taken() from None
+
+
+def _email_taken() -> Conflict:
+    return Conflict("An account with this email already exists.", code="email_taken")
 
 
 def _locked(user: User, now: datetime) -> bool:
@@ -86,10 +125,15 @@ def _record_failure(user_id: uuid.UUID, now: datetime) -> bool:
 
 
 def login(email: str, password: str) -> TokenPair:
+    return _sign_in(find_by_email(email), email, password, utcnow())
+
+
+def _sign_in(
+    user: User | None, email: str, password: str, now: datetime, *, via: str | None = None
+) -> TokenPair:
     """Unknown, wrong, locked and disabled all fail alike and cost the same: one password hash,
     one failure count (matching no row where there is no account to count against)."""
-    user = find_by_email(email)
-    now = utcnow()
+    how = {"via": via} if via else {}
     if user is None or user.password_hash is None:  # none, or one the auth server signs in
         burn_password_check(password)
         counted, reason = uuid.uuid4(), "unknown_email" if user is None else "no_local_password"
@@ -108,7 +152,11 @@ def login(email: str, password: str) -> TokenPair:
         pair = open_session(user)
         db.session.commit()
         audit.record(
-            "auth.login.succeeded", user_id=user.id, session_id=pair.session_id, email=user.email
+            "auth.login.succeeded",
+            user_id=user.id,
+            session_id=pair.session_id,
+            email=user.email,
+            **how,
         )
         return pair
     locked = _record_failure(counted, now)
@@ -118,12 +166,22 @@ def login(email: str, password: str) -> TokenPair:
         email=normalize_email(email),
         reason=reason,
         locked_now=locked,
+        **how,
     )
     raise InvalidCredentials()
 
 
 def change_password(principal: Principal, user: User, current: str, new: str) -> None:
     """Set a new password after checking the current one; every other session ends."""
+    if user.password_hash is None:
+        # Signed up with Google: there is no current password to check. A 409 says so, where
+        # a 403 "incorrect" would send the user hunting for a password that never existed.
+        audit.record("auth.password_change.failed", reason="no_password")
+        raise Conflict(
+            "This account has no password yet (it signs in with Google); "
+            "use forgot-password to set one.",
+            code="password_not_set",
+        )
     now = utcnow()
     if _locked(user, now):
         burn_password_check(current)
@@ -133,5 +191,37 @@ def change_password(principal: Principal, user: User, current: str, new: str) ->
         locked = _record_failure(user.id, now)
         audit.record("auth.password_change.failed", reason="wrong_password", locked_now=locked)
         raise Forbidden("The current password is incorrect.", code="invalid_current_password")
-    set_password(user, new, keep_session=principal.session_id)
+    # A local session id is ours, a UUID (this route is local-accounts only).
+    set_password(user, new, keep_session=cast(uuid.UUID, principal.session_id))
     audit.record("auth.password_changed")
+
+
+def sign_in_with_google(verifier: GoogleIdTokens, id_token: str) -> TokenPair:
+    """Sign in with a Google ID token: to the account linked to it, else to the local account
+    with its (verified) email, linked now, else to a new account without a password."""
+    try:
+        identity = verifier.verify(id_token)
+    except InvalidToken as error:
+        audit.record(
+            "auth.login.failed", via="google", reason="invalid_token", detail=error.message
+        )
+        raise
+    user, how = google_account(identity)
+    if not user.is_active:
+        db.session.rollback()
+        audit.record("auth.login.failed", via="google", user_id=user.id, reason="account_disabled")
+        raise InvalidCredentials()
+    pair = open_session(user)
+    db.session.commit()
+    if how == "created":
+        audit.record("auth.register", user_id=user.id, session_id=pair.session_id, via="google")
+    elif how == "linked":
+        audit.record("auth.google.linked", user_id=user.id, email=user.email)
+    audit.record(
+        "auth.login.succeeded",
+        user_id=user.id,
+        session_id=pair.session_id,
+        email=user.email,
+        via="google",
+    )
+    return pair

@@ -12,9 +12,10 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 
 from .. import audit
 from ..client import client_ip, client_user_agent
@@ -97,15 +98,18 @@ def rotate(refresh_token: str) -> TokenPair:
     new_token = new_refresh_token(session.id)
     # Only the request that still finds the presented token current may rotate it: of two
     # concurrent refreshes with one token, exactly one wins.
-    won = db.session.execute(
-        update(AuthSession)
-        .where(
-            AuthSession.id == session.id,
-            AuthSession.refresh_token_hash == presented,
-            AuthSession.revoked_at.is_(None),
-        )
-        .values(refresh_token_hash=hash_token(new_token), last_used_at=now)
-        .execution_options(synchronize_session=False)
+    won = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(AuthSession)
+            .where(
+                AuthSession.id == session.id,
+                AuthSession.refresh_token_hash == presented,
+                AuthSession.revoked_at.is_(None),
+            )
+            .values(refresh_token_hash=hash_token(new_token), last_used_at=now)
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     if won != 1:
         db.session.rollback()
@@ -130,6 +134,33 @@ def revoke_session(session_id: uuid.UUID, reason: str) -> None:
     )
     db.session.commit()
     auth_cache().drop_session(session_id)
+
+
+def revoke_by_refresh_token(refresh_token: str, reason: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """Revoke the live session whose *current* refresh token this is: (user id, session id);
+    None for any other token. A rotated-out token is not treated as reuse here: a client
+    logging out with a stale one is no thief, and the caller falls back to the access token."""
+    session_id = parse_refresh_token(refresh_token)
+    if session_id is None:
+        return None
+    now = utcnow()
+    user_id = db.session.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.id == session_id,
+            AuthSession.refresh_token_hash == hash_token(refresh_token),
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > now,
+        )
+        .values(revoked_at=now, revoke_reason=reason)
+        .returning(AuthSession.user_id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    db.session.commit()
+    if user_id is None:
+        return None
+    auth_cache().drop_session(session_id)
+    return user_id, session_id
 
 
 def revoke_user_sessions(user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None) -> None:
