@@ -59,12 +59,18 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """On SIGTERM (or recycling), write what the worker's audit queue holds before it exits,
-    within half the graceful timeout: in-flight requests have had their share of it."""
+    """On SIGTERM (or recycling), send the worker's queued mail within a quarter of the graceful
+    timeout, then write what its audit queue holds within half of it: in-flight requests have
+    had their share of it."""
     app = getattr(worker, "wsgi", None)
     if app is None:  # the worker failed before loading the app
         return
     from mita_app.audit import writer_of
+    from mita_app.mail import EXTENSION_KEY as MAIL
+
+    mailer = app.extensions.get(MAIL)
+    if mailer is not None:
+        mailer.stop(timeout=min(mailer.shutdown_timeout, server.cfg.graceful_timeout / 4))
 
     writer = writer_of(app)
     writer.stop(timeout=min(writer.shutdown_timeout, server.cfg.graceful_timeout / 2))
