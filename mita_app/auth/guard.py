@@ -101,6 +101,16 @@ def authenticate() -> Principal:
     return Principal(check.user_id, check.session_id, check.role, check.token_expires_at)
 
 
+def optional_principal() -> Principal | None:
+    """`authenticate()`, but None for a missing, bad, expired or revoked credential: for public
+    routes that use an identity only when one comes along. Nothing is audited (no denial
+    happened); a dependency that cannot answer still raises."""
+    try:
+        return authenticate()
+    except AuthError:
+        return None
+
+
 @overload
 def login_required(view: F) -> F: ...
 @overload

@@ -42,7 +42,9 @@ def reported(command: F) -> F:
 
 def init_app(app: Flask) -> None:
     from .audit import audit_cli
+    from .errors import errors_cli
     from .users import user_cli
 
     app.cli.add_command(user_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(errors_cli)
