@@ -19,7 +19,7 @@ def create_app(
     """Build the app from `env` (default: the process environment); `config` overrides."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from . import api, audit, commands, database, errors, health, logs, openapi
+    from . import api, audit, commands, database, docs, errors, health, logs, openapi
     from .api import auth as auth_api
     from .auth import guard
     from .config import from_env
@@ -44,6 +44,7 @@ def create_app(
     audit.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
+    docs.init_app(app)
     commands.init_app(app)
     api.init_app(app)
     if app.config["TRUSTED_PROXY_COUNT"]:

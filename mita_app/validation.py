@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar
 
 from flask import Response, g, jsonify, request
@@ -111,23 +111,50 @@ def body(model: type[BaseModel], *, optional: bool = False) -> Callable[[F], F]:
             return view(*args, **kwargs)
 
         wrapper.request_schema = model  # type: ignore[attr-defined]
+        wrapper.request_body_optional = optional  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
 
 
 def returns(
-    model: type[BaseModel] | None, status: int = 200, *, errors: dict[int, str] | None = None
+    model: Any,
+    status: int = 200,
+    *,
+    errors: dict[int, str] | None = None,
+    top_level: Iterable[str] | Mapping[str, Any] = (),
 ) -> Callable[[F], F]:
-    """Declare the success status and `data` shape of a view, and the errors particular to it
-    (status: description), for the OpenAPI document."""
+    """Declare, for the OpenAPI document, a view's success status and `data` shape (a pydantic
+    model, any type pydantic serializes such as `list[HabitOut]`, or None), the errors particular
+    to it (status: description), and the keys its `ok(..., **top_level)` puts beside `data`:
+    names of `model`'s fields (the same value again), or a mapping of name to type."""
+    keys = _top_level_keys(model, top_level)
 
     def decorator(view: F) -> F:
         view.response_schema = (status, model)  # type: ignore[attr-defined]
         view.error_responses = dict(errors or {})  # type: ignore[attr-defined]
+        view.response_top_level = keys  # type: ignore[attr-defined]
         return view
 
     return decorator
+
+
+def _top_level_keys(model: Any, top_level: Iterable[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """{key: its type, or None for "as the `model` field of that name"}. A mistake fails at
+    import, not when someone opens the document."""
+    if isinstance(top_level, str):
+        raise TypeError("top_level takes a tuple of field names or a mapping name: type")
+    keys: dict[str, Any] = (
+        dict(top_level) if isinstance(top_level, Mapping) else dict.fromkeys(top_level)
+    )
+    is_model = isinstance(model, type) and issubclass(model, BaseModel)
+    fields = set(model.model_fields) | set(model.model_computed_fields) if is_model else set()
+    for key, kind in keys.items():
+        if key in ("success", "data"):
+            raise ValueError(f"top_level key {key!r} would replace the envelope's own")
+        if kind is None and key not in fields:
+            raise ValueError(f"top_level key {key!r} is not a field of {model!r}")
+    return keys
 
 
 def ok(data: Any = None, status: int = 200, **top_level: Any) -> Response:
