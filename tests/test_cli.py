@@ -282,12 +282,12 @@ def test_show_reports_the_profile_registered_through_the_api(
     runner: FlaskCliRunner, auth: AuthActions
 ) -> None:
     address = email()
-    auth.register(address, country="fr", annual_income="52000.50", timezone="Europe/Paris")
+    auth.register(address, country="fr", income=4333.5, timezone="Europe/Paris")
 
     shown = show(runner, address)
 
     assert shown["country"] == "FR"
-    assert shown["annual_income"] == "52000.50"
+    assert shown["income"] == "4333.50"
     assert shown["timezone"] == "Europe/Paris"
 
 

@@ -19,7 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from mita_app.extensions import db
 from tests.conftest import build_app, dispose, scratch_database
 
-APP_TABLES = {"users", "auth_sessions", "audit_events", "audit_writers"}
+APP_TABLES = {
+    *("users", "auth_sessions", "password_reset_tokens", "linked_identities"),
+    *("audit_events", "audit_writers", "habits", "habit_completions", "crash_reports"),
+}
 VERSION_TABLE = "alembic_version"
 
 
@@ -156,7 +159,11 @@ def test_migrated_constraints_carry_the_naming_convention_names(bare_app: Flask)
         }
         assert {c["name"] for c in inspector.get_check_constraints("users")} == {
             "ck_users_role_valid",
-            "ck_users_annual_income_non_negative",
+            "ck_users_income_non_negative",
+            "ck_users_savings_goal_non_negative",
+            "ck_users_budget_alert_threshold_percent",
+            "ck_users_region_known",
+            "ck_users_budget_method_known",
             "ck_users_password_if_local",
         }
         (foreign_key,) = inspector.get_foreign_keys("auth_sessions")
@@ -173,27 +180,28 @@ def test_migrated_constraints_carry_the_naming_convention_names(bare_app: Flask)
     "bad",
     [
         {"role": "root"},
-        {"annual_income": -1},
-        {"password_hash": None},
+        {"income": -1},
+        {"region": "Mars"},
         {"auth_provider": "better-auth"},
     ],
-    ids=["role", "annual_income", "local_without_password", "external_with_password"],
+    ids=["role", "income", "region", "external_with_password"],
 )
 def test_migrated_schema_enforces_the_check_constraints(
     bare_app: Flask, bad: dict[str, Any]
 ) -> None:
     upgrade(bare_app)
     insert = text(
-        "INSERT INTO users (id, email, password_hash, auth_provider, role, annual_income, "
+        "INSERT INTO users (id, email, password_hash, auth_provider, role, income, region, "
         "created_at, updated_at) VALUES (:id, 'x@example.com', :password_hash, :auth_provider, "
-        ":role, :annual_income, :now, :now)"
+        ":role, :income, :region, :now, :now)"
     )
     values = {
         "id": uuid.uuid4().hex,
         "password_hash": "h",
         "auth_provider": "local",
         "role": "user",
-        "annual_income": 0,
+        "income": 0,
+        "region": "US",
         "now": "2026-01-01",
     }
 
@@ -259,3 +267,45 @@ def test_upgrade_after_downgrade_rebuilds_the_same_schema(bare_app: Flask) -> No
     with bare_app.app_context():
         assert schema_snapshot(db.engine) == first
         assert pending_diff(db.engine) == []
+
+
+def test_upgrade_turns_yearly_income_into_monthly_and_keeps_every_row(bare_app: Flask) -> None:
+    with bare_app.app_context():
+        flask_migrate.upgrade(revision="75d3aeed30be")  # before income became monthly
+        with db.engine.begin() as connection:
+            for email, income in (("yearly@example.com", "52000.50"), ("none@example.com", None)):
+                user_id = uuid.uuid4()
+                connection.execute(
+                    text(
+                        "INSERT INTO users (id, email, password_hash, role, is_active, "
+                        "annual_income, failed_logins, created_at, updated_at) VALUES (:id, "
+                        ":email, 'h', 'user', :yes, :income, 0, :now, :now)"
+                    ),
+                    {
+                        "id": user_id if db.engine.dialect.name == "postgresql" else user_id.hex,
+                        "email": email,
+                        "yes": True,
+                        "income": income,
+                        "now": "2026-01-01",
+                    },
+                )
+            connection.execute(
+                text(
+                    "INSERT INTO auth_sessions (id, user_id, refresh_token_hash, created_at, "
+                    "last_used_at, expires_at) SELECT id, id, 'x', :now, :now, :now FROM users "
+                    "WHERE email = 'yearly@example.com'"
+                ),
+                {"now": "2026-01-01"},
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            incomes = dict(connection.execute(text("SELECT email, income FROM users")).all())
+            sessions = connection.execute(text("SELECT count(*) FROM auth_sessions")).scalar()
+    assert {email: str(income) for email, income in incomes.items()} in (
+        {"yearly@example.com": "4333.38", "none@example.com": "0"},
+        {"yearly@example.com": "4333.38", "none@example.com": "0.00"},
+    )
+    # Rebuilding `users` in batch mode (SQLite) must not cascade into its sessions.
+    assert sessions == 1

@@ -114,14 +114,14 @@ def _profile(user: User) -> Response:
 
 
 @bp.get("/me")
-@returns(UserOut)
+@returns(UserOut, top_level=TOP_LEVEL_SETTINGS)
 @login_required
 def me() -> Response:
     return _profile(current_user)
 
 
 @bp.patch("/me")
-@returns(UserOut, errors={409: "Email already in use"})
+@returns(UserOut, top_level=TOP_LEVEL_SETTINGS, errors={409: "Email already in use"})
 @login_required
 @body(ProfileUpdate)
 def update_me(payload: ProfileUpdate) -> Response:
