@@ -19,8 +19,8 @@ def create_app(
     """Build the app from `env` (default: the process environment); `config` overrides."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from . import api, audit, commands, database, docs, errors, health, logs, openapi
-    from .api import auth as auth_api
+    from . import api, audit, commands, database, docs, errors, health, logs, mail, openapi
+    from .api.limits import record_rate_limited
     from .auth import guard
     from .config import from_env
     from .extensions import limiter
@@ -38,10 +38,11 @@ def create_app(
     database.init_app(app)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
-    app.config.setdefault("RATELIMIT_ON_BREACH_CALLBACK", auth_api.record_rate_limited)
+    app.config.setdefault("RATELIMIT_ON_BREACH_CALLBACK", record_rate_limited)
     limiter.init_app(app)
     guard.init_app(app)
     audit.init_app(app)
+    mail.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
     docs.init_app(app)

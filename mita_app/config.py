@@ -278,7 +278,9 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         raise ConfigError(f"MITA_ENV must be 'development' or 'production', got {mita_env!r}")
     production = mita_env == "production"
     database_url = normalize_database_url(env.get("DATABASE_URL") or default_database_url)
-    return external_auth(env) | google_signin(env) | {
+    return {
+        **external_auth(env),
+        **google_signin(env),
         "MITA_ENV": mita_env,
         "SECRET_KEY": _secret_key(env, production),
         "SQLALCHEMY_DATABASE_URI": database_url,
@@ -304,8 +306,8 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "RATELIMIT_LOGIN_PER_EMAIL": env.get("RATELIMIT_LOGIN_PER_EMAIL", "10 per minute"),
         "RATELIMIT_REGISTER_PER_IP": env.get("RATELIMIT_REGISTER_PER_IP", "30 per minute"),
         "RATELIMIT_REFRESH_PER_IP": env.get("RATELIMIT_REFRESH_PER_IP", "120 per minute"),
-        # Crash reports: a device sends a few an hour, and flushes at most 50 queued ones at once
-        # after an outage; many devices can share one address (carrier NAT). A 429 only delays a
+        # Crash reports: a device sends a few an hour, and at most 50 queued ones at once after
+        # an outage; many devices can share one address (carrier NAT). A 429 only delays a
         # report (the app queues it and retries every 2 minutes); a flood stops at the limit.
         "RATELIMIT_ERROR_REPORTS_PER_IP": env.get("RATELIMIT_ERROR_REPORTS_PER_IP", "120 per hour"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),

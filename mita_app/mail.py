@@ -290,8 +290,5 @@ def _hand_over_after_the_response(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Give `app` a mailer; idempotent, so that each part that sends mail may call it."""
-    if EXTENSION_KEY in app.extensions:
-        return
     app.extensions[EXTENSION_KEY] = Mailer(app)
     app.after_request(_hand_over_after_the_response)

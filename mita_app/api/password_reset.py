@@ -4,29 +4,21 @@ stale Bearer header, or the app's literal `Bearer null`, is ignored)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, cast
+from typing import Annotated
 
-from flask import Blueprint, Flask, Response, current_app, request
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, Response, request
 from pydantic import BaseModel, Field
 
-from .. import mail
 from ..auth import password_reset
-from ..errors import MitaError
+from ..auth.guard import local_accounts_only
 from ..extensions import limiter
-from ..fields import Email, Password, normalize_email
-from ..validation import SafeStr, Schema, body, json_body, ok, returns
-from .auth import local_accounts_only
+from ..fields import Email, Password
+from ..validation import SafeStr, Schema, body, ok, returns
+from .limits import configured, email_key
 
 bp = Blueprint("password_reset", __name__, url_prefix="/api/auth")
 SENT = "If an account exists for this email, a reset link has been sent."
 INVALID = "Invalid, used, superseded or expired reset token"
-
-
-@bp.record_once
-def _mailer(state: BlueprintSetupState) -> None:
-    # Reset links go out by email. `mail.init_app` is idempotent: create_app may call it too.
-    mail.init_app(cast(Flask, state.app))
 
 
 class ForgotPasswordIn(Schema):
@@ -56,26 +48,11 @@ class ResetPasswordOut(BaseModel):
     reset: bool
 
 
-def _limit(name: str) -> str:
-    return str(current_app.config[name])
-
-
-def _email_key() -> str:
-    """Rate-limit key: the email in the body (known or not, alike), else the client address."""
-    try:
-        email = json_body().get("email")
-    except MitaError:  # a bad body is the view's to report, not the limiter's
-        email = None
-    if isinstance(email, str) and email.strip():
-        return "email:" + normalize_email(email)[:320]
-    return "ip:" + (request.remote_addr or "unknown")
-
-
 @bp.post("/forgot-password")
 @returns(ForgotPasswordOut, 202)
 @local_accounts_only
-@limiter.limit(lambda: _limit("RATELIMIT_FORGOT_PER_IP"))
-@limiter.limit(lambda: _limit("RATELIMIT_FORGOT_PER_EMAIL"), key_func=_email_key)
+@limiter.limit(lambda: configured("RATELIMIT_FORGOT_PER_IP"))
+@limiter.limit(lambda: configured("RATELIMIT_FORGOT_PER_EMAIL"), key_func=email_key)
 @body(ForgotPasswordIn)
 def forgot_password(payload: ForgotPasswordIn) -> Response:
     """Email a reset link, if the account exists and may reset: the answer is the same
@@ -87,7 +64,7 @@ def forgot_password(payload: ForgotPasswordIn) -> Response:
 @bp.get("/verify-reset-token")
 @returns(ResetTokenOut, errors={400: INVALID})
 @local_accounts_only
-@limiter.limit(lambda: _limit("RATELIMIT_RESET_PER_IP"))
+@limiter.limit(lambda: configured("RATELIMIT_RESET_PER_IP"))
 def verify_reset_token() -> Response:
     """200 only for a live token (the app takes any 200 as valid); it stays live."""
     expires_at = password_reset.verify_token(request.args.get("token", ""))
@@ -97,7 +74,7 @@ def verify_reset_token() -> Response:
 @bp.post("/reset-password")
 @returns(ResetPasswordOut, errors={400: INVALID})
 @local_accounts_only
-@limiter.limit(lambda: _limit("RATELIMIT_RESET_PER_IP"))
+@limiter.limit(lambda: configured("RATELIMIT_RESET_PER_IP"))
 @body(ResetPasswordIn)
 def reset_password(payload: ResetPasswordIn) -> Response:
     """Set a new password with a reset token; every session of the account ends."""

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from werkzeug.local import LocalProxy
 
 from .. import audit
-from ..errors import AuthError, InsufficientScope, InvalidToken, MissingCredentials
+from ..errors import AuthError, InsufficientScope, InvalidToken, MissingCredentials, NotFound
 from ..extensions import db
 from ..models import AuthSession, User
 from .better_auth import BetterAuth
@@ -159,3 +159,19 @@ def init_app(app: Flask) -> None:
     cache = app.extensions[EXTENSION_KEY] = AuthCache(ttl, app.config["AUTH_CACHE_SIZE"])
     if external:
         app.extensions[BETTER_AUTH_KEY] = BetterAuth(app, cache)
+
+
+def local_accounts_only(view: F) -> F:
+    """404 where accounts live on an external auth server: these endpoints are its."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_app.config["AUTH_MODE"] != "local":
+            raise NotFound(
+                "Accounts are managed by the auth server here (AUTH_MODE=better-auth): "
+                "sign up, sign in, refresh and change passwords there.",
+                code="managed_by_auth_server",
+            )
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
