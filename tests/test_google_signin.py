@@ -17,7 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mita_app.auth.google import EXTENSION_KEY
 from mita_app.extensions import db
@@ -184,20 +184,48 @@ def test_a_new_google_user_gets_an_account_without_a_password_and_tokens(app, cl
     assert event["user_id"] == user.id
 
 
-def test_an_existing_account_with_the_email_is_linked_and_keeps_its_password(
+def test_an_unverified_account_with_the_email_is_linked_and_loses_password_and_sessions(
     app, client, auth, jwks
 ):
-    registered = auth.register("Gee@Example.com")
+    # Someone registered the address first (never proving it theirs): the owner signing in
+    # with Google must not share the account with them.
+    squatter = auth.register("Gee@Example.com")
+
     response = sign_in(client, id_token(jwks, email="GEE@example.com"))
 
     assert response.status_code == 200
-    assert response.get_json()["data"]["user"]["id"] == registered["user"]["id"]
+    assert response.get_json()["data"]["user"]["id"] == squatter["user"]["id"]
     user = only_user(app)
-    assert user.email_verified is True
+    assert (user.email_verified, user.password_hash) == (True, None)
     assert links(app) == [(user.id, "google", "110169484474386276334")]
-    assert auth.login("gee@example.com", PASSWORD).status_code == 200
+    assert auth.login("gee@example.com", PASSWORD).status_code == 401
+    stale = {"Authorization": f"Bearer {squatter['access_token']}"}
+    assert client.get("/api/auth/session", headers=stale).status_code == 401
+    refresh = {"refresh_token": squatter["refresh_token"]}
+    assert client.post("/api/auth/refresh-token", json=refresh).status_code == 401
+    fresh = {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+    assert client.get("/api/auth/session", headers=fresh).status_code == 200
     [linked] = events_of(app, "auth.google.linked")
-    assert linked["user_id"] == user.id
+    assert (linked["user_id"], linked["details"]["old_sign_ins_ended"]) == (user.id, True)
+
+
+def test_a_verified_account_with_the_email_is_linked_and_keeps_password_and_sessions(
+    app, client, auth, jwks
+):
+    registered = auth.register("gee@example.com")
+    with app.app_context():
+        db.session.execute(update(User).values(email_verified=True))
+        db.session.commit()
+
+    response = sign_in(client, id_token(jwks))
+
+    assert response.status_code == 200
+    assert response.get_json()["data"]["user"]["id"] == registered["user"]["id"]
+    assert auth.login("gee@example.com", PASSWORD).status_code == 200
+    kept = {"Authorization": f"Bearer {registered['access_token']}"}
+    assert client.get("/api/auth/session", headers=kept).status_code == 200
+    [linked] = events_of(app, "auth.google.linked")
+    assert linked["details"]["old_sign_ins_ended"] is False
 
 
 def test_a_second_sign_in_finds_the_link_even_after_the_email_changed(app, client, jwks):

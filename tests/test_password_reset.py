@@ -167,7 +167,9 @@ def test_reset_by_email_sets_the_password_and_ends_every_session(
     assert done.status_code == 200
     assert done.get_json() == {"success": True, "data": {"reset": True}}
 
-    assert auth.login(email, NEW_PASSWORD).status_code == 200
+    signed_in = auth.login(email, NEW_PASSWORD)
+    assert signed_in.status_code == 200
+    assert signed_in.get_json()["data"]["user"]["email_verified"] is True  # the mail reached it
     assert auth.login(email, PASSWORD).status_code == 401
     for session in (first, second):
         refreshed = client.post(

@@ -142,7 +142,8 @@ class _Raced(Exception):
 
 def google_account(identity: GoogleIdentity) -> tuple[User, str]:
     """The account a verified Google identity signs in to, and how it was found: "found" (linked
-    before), "linked" (a local account with that email, linked now) or "created" (a new one,
+    before), "linked" (a local account with that email, linked now), "linked_unverified" (the
+    same, for an address never verified: its password is cleared) or "created" (a new one,
     without a password). The caller commits. A disabled account is returned, never linked."""
     try:
         return _google_account(identity)
@@ -167,6 +168,12 @@ def _google_account(identity: GoogleIdentity) -> tuple[User, str]:
             code="email_taken",
         )
     how = "linked"
+    if user is not None and not user.email_verified:
+        # Nobody ever showed this address was theirs: whoever registered it (perhaps before its
+        # owner did, to wait for them) loses the password and every session; the owner, now
+        # proven by Google, can set a password again by email.
+        user.password_hash = None
+        how = "linked_unverified"
     if user is None:
         try:
             user = create_user(identity.email, None, name=identity.name, email_verified=True)

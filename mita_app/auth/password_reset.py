@@ -179,6 +179,7 @@ def reset_password(token: str, new_password: str) -> None:
     if spent != 1:
         db.session.rollback()
         _failed(InvalidResetToken("concurrent_reset_lost", user_id))
+    live.user.email_verified = True  # the link reached its owner's mailbox
     set_password(live.user, new_password)  # commits the token's end with the password
     audit.record("auth.password_reset.completed", user_id=user_id)
 

@@ -21,7 +21,7 @@ from .accounts import create_user, find_by_email, google_account, set_password
 from .google import GoogleIdTokens
 from .guard import Principal
 from .passwords import burn_password_check, verify_password
-from .sessions import TokenPair, open_session
+from .sessions import TokenPair, open_session, revoke_user_sessions
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +211,19 @@ def sign_in_with_google(verifier: GoogleIdTokens, id_token: str) -> TokenPair:
         db.session.rollback()
         audit.record("auth.login.failed", via="google", user_id=user.id, reason="account_disabled")
         raise InvalidCredentials()
+    if how == "linked_unverified":
+        revoke_user_sessions(user.id, "google_linked")  # commits the link with it
     pair = open_session(user)
     db.session.commit()
     if how == "created":
         audit.record("auth.register", user_id=user.id, session_id=pair.session_id, via="google")
-    elif how == "linked":
-        audit.record("auth.google.linked", user_id=user.id, email=user.email)
+    elif how.startswith("linked"):
+        audit.record(
+            "auth.google.linked",
+            user_id=user.id,
+            email=user.email,
+            old_sign_ins_ended=how == "linked_unverified",
+        )
     audit.record(
         "auth.login.succeeded",
         user_id=user.id,
