@@ -1,4 +1,4 @@
-# The two commands: `make run` serves the API on SQLite, `make test` runs lint and every test.
+# The two commands: `make run` serves the API on SQLite, `make test` runs lint, mypy and every test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,14 +22,17 @@ run: $(VENV)/.runtime
 	$(FLASK) db upgrade
 	exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
+# mypy reads its settings (strict, on mita_app/) from pyproject.toml.
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .
@@ -45,4 +48,4 @@ bench: $(VENV)/.dev
 	bash bench/run.sh $(BENCH)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

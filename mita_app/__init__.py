@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from .version import __version__
 
@@ -30,7 +31,7 @@ def create_app(
     default_db = "sqlite:///" + os.path.join(app.instance_path, "mita.db")
     app.config.update(from_env(env, default_database_url=default_db))
     app.config.update(config or {})
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    cast(DefaultJSONProvider, app.json).sort_keys = False
     app.url_map.strict_slashes = False  # `/habits` and `/habits/` alike, never a redirect
 
     logs.init_app(app)  # first: every later hook and log line has the request id

@@ -9,17 +9,28 @@ from __future__ import annotations
 import json
 import os
 import traceback
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn import glogging
 
+if TYPE_CHECKING:
+    from gunicorn.http import Request
+    from gunicorn.http.wsgi import Response
+
 
 class JsonAccessLogger(glogging.Logger):
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
+    def access(
+        self,
+        resp: Response,
+        req: Request,
+        environ: MutableMapping[str, Any],
+        request_time: timedelta,
+    ) -> None:
         if not self.access_log_enabled:
             return
-        status = resp.status
+        status: int | str | None = resp.status
         if isinstance(status, str):
             status = int(status.split(None, 1)[0])
         headers = {name.lower(): value for name, value in resp.headers}

@@ -1,5 +1,7 @@
 """Extension objects only; they are bound to an app in `create_app`."""
 
+from typing import TYPE_CHECKING
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
@@ -22,5 +24,14 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# The base class of every model. mypy cannot subclass `db.Model` (an instance attribute), so it
+# sees `Base`: at run time `db.Model` is Flask-SQLAlchemy's copy of `Base` (same metadata,
+# registry and type map, plus its mixins), not a subclass, so never test `isinstance(x, Base)`.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
 migrate = Migrate()
 limiter = Limiter(key_func=get_remote_address)

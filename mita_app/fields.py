@@ -77,7 +77,7 @@ def _money(value: Any) -> Any:
             raise ValueError("must be a finite number")
         exact = Decimal(repr(value))
         cents = exact.quantize(CENT, rounding=ROUND_HALF_UP)
-        return cents if abs(exact - cents) <= _FLOAT_SLACK * max(1, abs(cents)) else exact
+        return cents if abs(exact - cents) <= _FLOAT_SLACK * max(Decimal(1), abs(cents)) else exact
     if isinstance(value, str):
         try:
             return Decimal(value.strip())

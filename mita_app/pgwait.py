@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import select
 import time
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions as pg
@@ -27,7 +28,8 @@ class DeadlineConnection(pg.connection):
     connect_timeout: float | None = None
     statement_timeout: float | None = None
 
-    def __init__(self, dsn: str, *args: object, **kwargs: object) -> None:
+    # psycopg2 passes `async` positionally (its stubs say keyword-only `async_`): pass it on.
+    def __init__(self, dsn: str, *args: Any, **kwargs: Any) -> None:
         if pg.get_wait_callback() is not wait_with_deadline:
             pg.set_wait_callback(wait_with_deadline)
         super().__init__(dsn, *args, **kwargs)

@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from flask import Response, g, jsonify, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
@@ -55,10 +55,10 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
     """The request body as a JSON object, or the 415/400 error that says why not. With
     `optional`, no body at all (whatever its Content-Type says) is an empty object."""
     if "json_body" in g:
-        return g.json_body
+        return cast(dict[str, Any], g.json_body)
     if optional and not request.get_data(cache=True):
         g.json_body = {}
-        return g.json_body
+        return cast(dict[str, Any], g.json_body)
     if not request.mimetype == "application/json":
         raise UnsupportedMediaType()
     raw = request.get_data(cache=True)
@@ -112,7 +112,7 @@ def body(model: type[BaseModel], *, optional: bool = False) -> Callable[[F], F]:
 
         wrapper.request_schema = model  # type: ignore[attr-defined]
         wrapper.request_body_optional = optional  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+        return cast(F, wrapper)
 
     return decorator
 

@@ -16,15 +16,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .. import crash_reports
 from ..client import client_ip
 from ..extensions import limiter
-from ..models import CATEGORIES, SEVERITIES
+from ..models import Category, Severity
 from ..validation import Schema, body, ok, returns
 
 bp = Blueprint("crash_reports", __name__, url_prefix="/api/errors")
 F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_REPORT_BYTES = 64 * 1024
-Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
-Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 
 
 def _number_as_text(value: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import Any, cast
 import jwt
 from flask import Flask, current_app
 from pydantic import TypeAdapter, ValidationError
+from werkzeug.local import LocalProxy
 
 from ..errors import IdentityProviderUnavailable, InvalidToken, NotFound
 from ..fields import Email
@@ -127,7 +128,8 @@ def _identity(claims: dict[str, Any]) -> GoogleIdentity:
 
 def google_id_tokens() -> GoogleIdTokens:
     """This app's verifier, made on first use; 404 google_signin_disabled without client ids."""
-    app = cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
+    # `current_app` is typed as the app it stands for; it is a LocalProxy of it.
+    app = cast("LocalProxy[Flask]", current_app)._get_current_object()
     if not app.config["GOOGLE_CLIENT_IDS"]:
         raise NotFound(
             "Google sign-in is not enabled on this server.", code="google_signin_disabled"

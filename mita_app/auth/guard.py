@@ -80,6 +80,7 @@ def _check_token(token: str) -> TokenCheck:
 
 def authenticate() -> Principal:
     """The caller's principal, from the request's credential."""
+    check: TokenCheck | Denied | None
     if current_app.config["AUTH_MODE"] == "better-auth":
         check = better_auth().check()
     else:

@@ -14,13 +14,14 @@ import socket
 import threading
 from collections.abc import Callable
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.response import HTTPResponse
 
 from .breaker import CircuitBreaker, UpstreamFailure
 
@@ -76,14 +77,21 @@ class _Deadline:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Watched:
+if TYPE_CHECKING:
+    _Connection = HTTPConnection  # what the mixin is only ever mixed into
+else:
+    _Connection = object
+
+
+class _Watched(_Connection):
     """Mixin: tells the current call's deadline which connection it is waiting on."""
 
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        deadline = getattr(_calls, "deadline", None)
+    # The same override as urllib3's own: its HTTPResponse is not http.client's.
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
+        deadline: _Deadline | None = getattr(_calls, "deadline", None)
         if deadline is not None:
-            deadline.attach(self)  # type: ignore[arg-type]
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            deadline.attach(self)
+        return super().getresponse()
 
 
 class _WatchedHTTPConnection(_Watched, HTTPConnection):

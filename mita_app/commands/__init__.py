@@ -6,7 +6,7 @@ import functools
 import getpass
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from flask import Flask
@@ -37,7 +37,7 @@ def reported(command: F) -> F:
             details = "; ".join(f"{k}: {v}" for k, v in (error.fields or {}).items())
             raise click.ClickException(f"{error.message} {details}".strip()) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def init_app(app: Flask) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 
 from ..audit import record
 from ..auth.accounts import get_user
@@ -22,12 +22,14 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 PRUNE_MINIMUM = timedelta(days=1)
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[timedelta]):
     """`90d`, `12h`, `30m`, `45s`, `2w`."""
 
     name = "duration"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
         if isinstance(value, timedelta):
             return value
         match = re.fullmatch(r"\s*(\d{1,7})\s*([smhdw])\s*", str(value))
@@ -131,11 +133,12 @@ def prune(older_than: timedelta, force: bool, batch_size: int) -> None:
     deleted = 0
     while True:
         ids = select(AuditEvent.id).where(AuditEvent.created_at < cutoff).limit(batch_size)
-        count = db.session.execute(
+        result = db.session.execute(
             delete(AuditEvent)
             .where(AuditEvent.id.in_(ids))
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
+        count = cast(CursorResult[Any], result).rowcount
         db.session.commit()
         deleted += count
         if count < batch_size:

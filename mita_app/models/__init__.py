@@ -7,13 +7,15 @@ from .accounts import (
     REGIONS,
     ROLES,
     AuthSession,
+    BudgetMethod,
     LinkedIdentity,
     PasswordResetToken,
+    Region,
     User,
 )
 from .audit import AuditEvent, AuditWriterState
 from .base import UTCDateTime, utcnow
-from .crash_reports import CATEGORIES, SEVERITIES, CrashReport
+from .crash_reports import CATEGORIES, SEVERITIES, Category, CrashReport, Severity
 from .habits import FREQUENCIES, Habit, HabitCompletion
 
 __all__ = [
@@ -27,11 +29,15 @@ __all__ = [
     "AuditEvent",
     "AuditWriterState",
     "AuthSession",
+    "BudgetMethod",
+    "Category",
     "CrashReport",
     "Habit",
     "HabitCompletion",
     "LinkedIdentity",
     "PasswordResetToken",
+    "Region",
+    "Severity",
     "UTCDateTime",
     "User",
     "utcnow",

@@ -5,18 +5,21 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal, get_args
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model, db
 from .base import UTCDateTime, utcnow
 
 ROLES = ("user", "admin")
 LOCAL_PROVIDER = "local"
 # The app's own choices (its profile screen's dropdowns): any other value breaks them.
-REGIONS = ("US", "Canada", "UK", "Europe", "Australia", "Asia")
-BUDGET_METHODS = ("50/30/20 Rule", "60/20/20", "Percentage", "Zero-Based", "Envelope")
+Region = Literal["US", "Canada", "UK", "Europe", "Australia", "Asia"]
+BudgetMethod = Literal["50/30/20 Rule", "60/20/20", "Percentage", "Zero-Based", "Envelope"]
+REGIONS: tuple[Region, ...] = get_args(Region)
+BUDGET_METHODS: tuple[BudgetMethod, ...] = get_args(BudgetMethod)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -24,7 +27,7 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IS NULL OR {column} IN ({listed})"
 
 
-class User(db.Model):
+class User(Model):
     """An account. Local accounts sign in with a password; in AUTH_MODE=better-auth an account
     is made on its first request, keyed by (auth_provider, external_subject), without one."""
 
@@ -95,7 +98,7 @@ class User(db.Model):
         return f"<User {self.id} {self.role}>"
 
 
-class AuthSession(db.Model):
+class AuthSession(Model):
     """One login: a family of rotating refresh tokens, of which only the newest is valid."""
 
     __tablename__ = "auth_sessions"
@@ -121,7 +124,7 @@ class AuthSession(db.Model):
         return f"<AuthSession {self.id} user={self.user_id}>"
 
 
-class PasswordResetToken(db.Model):
+class PasswordResetToken(Model):
     """A single-use password reset token: only its SHA-256 is kept. Using it, or asking for a
     newer one, ends it."""
 
@@ -137,7 +140,7 @@ class PasswordResetToken(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class LinkedIdentity(db.Model):
+class LinkedIdentity(Model):
     """A sign-in identity of another provider (Google) linked to a local account."""
 
     __tablename__ = "linked_identities"

@@ -10,11 +10,11 @@ from sqlalchemy import JSON, BigInteger, Index, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """One security event. Rows are written only by the audit writer, in batches.
 
     No foreign keys: the record of what happened outlives the accounts and sessions it names.
@@ -43,7 +43,7 @@ class AuditEvent(db.Model):
     details: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
 
 
-class AuditWriterState(db.Model):
+class AuditWriterState(Model):
     """What one audit writer (one per worker process) last reported about itself."""
 
     __tablename__ = "audit_writers"

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
-SEVERITIES = ("low", "medium", "high", "critical")
-CATEGORIES = ("network", "authentication", "validation", "ui", "storage", "system", "unknown")
+Severity = Literal["low", "medium", "high", "critical"]
+Category = Literal["network", "authentication", "validation", "ui", "storage", "system", "unknown"]
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 
-class CrashReport(db.Model):
+class CrashReport(Model):
     """One report, stored once however often the app resends it (`dedup_key`)."""
 
     __tablename__ = "crash_reports"

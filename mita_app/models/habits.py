@@ -8,13 +8,13 @@ from datetime import date, datetime
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 
 
-class Habit(db.Model):
+class Habit(Model):
     __tablename__ = "habits"
     __table_args__ = (
         CheckConstraint(
@@ -34,7 +34,7 @@ class Habit(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class HabitCompletion(db.Model):
+class HabitCompletion(Model):
     """One local day (in the user's time zone) on which a habit was done: at most one a day."""
 
     __tablename__ = "habit_completions"

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, computed_field, field_validator
 
 from ...fields import CountryCode, CurrencyCode, Email, Money, MoneyOut, TimeZoneName
-from ...models import BUDGET_METHODS, REGIONS, User
+from ...models import BudgetMethod, Region, User
 from ...profiles import profile_completion
 from ...validation import SafeStr, Schema
 
-Region = Literal[REGIONS]  # type: ignore[valid-type]
-BudgetMethod = Literal[BUDGET_METHODS]  # type: ignore[valid-type]
 Percent = Annotated[Money, Field(le=100)]
 CLEARABLE = frozenset({"country", "region", "timezone"})
 # The settings screen reads these from the top level of GET /users/me, not from `data`.
