@@ -130,8 +130,12 @@ class DependencyUnavailable(MitaError):
     code = "service_unavailable"
     message = "The service is temporarily unavailable; retry shortly."
 
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # when known (a breaker's next trial); else RETRY_AFTER
+
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(current_app.config["RETRY_AFTER"])}
+        return {"Retry-After": str(self.retry_after or current_app.config["RETRY_AFTER"])}
 
 
 class DatabaseUnavailable(DependencyUnavailable):
@@ -144,14 +148,6 @@ class AuthServerUnavailable(DependencyUnavailable):
     code = "auth_unavailable"
     message = "Sign-in cannot be checked right now; retry shortly."
 
-    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        retry_after = self.retry_after or current_app.config["RETRY_AFTER"]
-        return {"Retry-After": str(retry_after)}
-
 
 class IdentityProviderUnavailable(DependencyUnavailable):
     """Google's signing keys cannot be fetched, and none we hold verifies the token: the token
@@ -159,14 +155,6 @@ class IdentityProviderUnavailable(DependencyUnavailable):
 
     code = "identity_provider_unavailable"
     message = "Google sign-in cannot be checked right now; retry shortly."
-
-    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        retry_after = self.retry_after or current_app.config["RETRY_AFTER"]
-        return {"Retry-After": str(retry_after)}
 
 
 # Database failures that mean "unreachable, overloaded or timed out", not "our bug".

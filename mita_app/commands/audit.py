@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy import delete, func, select
 
 from ..audit import record
 from ..auth.accounts import get_user
 from ..extensions import db
 from ..models import AuditEvent, AuditWriterState
-from . import operator, reported
+from . import DURATION, PRUNE_MINIMUM, delete_in_batches, operator, prune_cutoff, reported
 
 audit_cli = AppGroup("audit", help="Read and prune the security audit log.")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-PRUNE_MINIMUM = timedelta(days=1)
-
-
-class Duration(click.ParamType[timedelta]):
-    """`90d`, `12h`, `30m`, `45s`, `2w`."""
-
-    name = "duration"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> timedelta:
-        if isinstance(value, timedelta):
-            return value
-        match = re.fullmatch(r"\s*(\d{1,7})\s*([smhdw])\s*", str(value))
-        if match is None:
-            self.fail(f"{value!r} is not a duration such as 90d, 12h, 30m or 45s", param, ctx)
-        return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-
-
-DURATION = Duration()
 
 
 def _as_dict(event: AuditEvent) -> dict[str, Any]:
@@ -125,24 +103,8 @@ def stats(since: timedelta) -> None:
 @reported
 def prune(older_than: timedelta, force: bool, batch_size: int) -> None:
     """Delete events older than the given age, in batches (short locks)."""
-    if older_than < PRUNE_MINIMUM and not force:
-        raise click.UsageError(
-            f"--older-than {older_than} would delete recent events; add --force to mean it"
-        )
-    cutoff = datetime.now(UTC) - older_than
-    deleted = 0
-    while True:
-        ids = select(AuditEvent.id).where(AuditEvent.created_at < cutoff).limit(batch_size)
-        result = db.session.execute(
-            delete(AuditEvent)
-            .where(AuditEvent.id.in_(ids))
-            .execution_options(synchronize_session=False)
-        )
-        count = cast(CursorResult[Any], result).rowcount
-        db.session.commit()
-        deleted += count
-        if count < batch_size:
-            break
+    cutoff = prune_cutoff(older_than, force, "events")
+    deleted = delete_in_batches(AuditEvent.id, AuditEvent.created_at, cutoff, batch_size)
     db.session.execute(
         delete(AuditWriterState)
         .where(AuditWriterState.updated_at < cutoff)

@@ -6,18 +6,17 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select
+from sqlalchemy import ColumnElement, func, select
 
 from ..audit import record
 from ..auth.accounts import get_user
 from ..extensions import db
 from ..models import CATEGORIES, SEVERITIES, CrashReport
-from . import operator, reported
-from .audit import DURATION, PRUNE_MINIMUM
+from . import DURATION, PRUNE_MINIMUM, delete_in_batches, operator, prune_cutoff, reported
 
 errors_cli = AppGroup("errors", help="Read and prune the mobile app's crash reports.")
 FIRST_LINE_LENGTH = 200
@@ -162,23 +161,7 @@ def stats(since: timedelta, top: int) -> None:
 @reported
 def prune(older_than: timedelta, force: bool, batch_size: int) -> None:
     """Delete reports received before the given age, in batches (short locks)."""
-    if older_than < PRUNE_MINIMUM and not force:
-        raise click.UsageError(
-            f"--older-than {older_than} would delete recent reports; add --force to mean it"
-        )
-    cutoff = datetime.now(UTC) - older_than
-    deleted = 0
-    while True:
-        ids = select(CrashReport.id).where(CrashReport.received_at < cutoff).limit(batch_size)
-        result = db.session.execute(
-            delete(CrashReport)
-            .where(CrashReport.id.in_(ids))
-            .execution_options(synchronize_session=False)
-        )
-        count = cast(CursorResult[Any], result).rowcount
-        db.session.commit()
-        deleted += count
-        if count < batch_size:
-            break
+    cutoff = prune_cutoff(older_than, force, "reports")
+    deleted = delete_in_batches(CrashReport.id, CrashReport.received_at, cutoff, batch_size)
     record("admin.errors.prune", operator=operator(), cutoff=cutoff, deleted=deleted)
     click.echo(f"deleted {deleted} crash reports older than {cutoff.isoformat()}")
