@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, json, request
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 
 from .version import __version__
@@ -177,6 +177,10 @@ def _operation(view: Any, endpoint: str, schemas: Schemas) -> dict[str, Any]:
             "content": {"application/json": {"schema": schemas.of(request_model, "validation")}},
         }
         responses.update({code: {"description": text} for code, text in _BODY_ERRORS.items()})
+    query_model = getattr(view, "query_schema", None)
+    if query_model is not None:
+        operation["parameters"] = _query_parameters(query_model, schemas)
+        responses["422"] = {"description": "Invalid query parameters"}
     role = getattr(view, "auth_role", None)
     if role is not None:
         operation["security"] = [{"bearerAuth": []}]
@@ -191,6 +195,17 @@ def _operation(view: Any, endpoint: str, schemas: Schemas) -> dict[str, Any]:
             response["content"] = _ERROR
     operation["responses"] = dict(sorted(responses.items()))
     return operation
+
+
+def _query_parameters(model: type[BaseModel], schemas: Schemas) -> list[dict[str, Any]]:
+    schema = schemas.of(model, "validation")
+    if "$ref" in schema:
+        schema = schemas.components[schema["$ref"].removeprefix(REF.format(model=""))]
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": field}
+        for name, field in schema.get("properties", {}).items()
+    ]
 
 
 def _path_parameters(rule: str) -> list[dict[str, Any]]:
@@ -243,6 +258,7 @@ def build_document(app: Flask) -> dict[str, Any]:
     for rule in rules:
         view = app.view_functions[rule.endpoint]
         schemas.add(getattr(view, "request_schema", None), "validation")
+        schemas.add(getattr(view, "query_schema", None), "validation")
         _, model, top_level = _declared(view)
         for kind in (model, *top_level.values()):
             schemas.add(kind, "serialization")
@@ -259,7 +275,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             operation_id = _unique(base, operation_ids)
             operation = {"operationId": operation_id, **_operation(view, rule.endpoint, schemas)}
             if parameters := _path_parameters(rule.rule):
-                operation["parameters"] = parameters
+                operation["parameters"] = parameters + operation.get("parameters", [])
             paths.setdefault(path, {})[method] = operation
     components = schemas.components | {"Error": ERROR_SCHEMA}
     tag_names = {tag for item in paths.values() for op in item.values() for tag in op["tags"]}

@@ -117,6 +117,22 @@ def body(model: type[BaseModel], *, optional: bool = False) -> Callable[[F], F]:
     return decorator
 
 
+def query(model: type[BaseModel]) -> Callable[[F], F]:
+    """Validate the query string against `model` and pass it to the view as `params` (a key
+    given twice: its first value)."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            kwargs["params"] = validate(model, request.args.to_dict())
+            return view(*args, **kwargs)
+
+        wrapper.query_schema = model  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorator
+
+
 def returns(
     model: Any,
     status: int = 200,

@@ -735,3 +735,17 @@ def test_docs_are_a_json_404_in_production_and_the_document_stays(
     document = fetch(client)
     openapi_spec_validator.validate(document)
     assert set(document["paths"]) == set(fetch(doc_app.test_client())["paths"])
+
+
+def test_query_parameters_are_declared_beside_the_path_parameters(
+    document: dict[str, Any],
+) -> None:
+    progress = document["paths"]["/api/habits/{habit_id}/progress"]["get"]
+    declared = {(p["name"], p["in"], p["required"]) for p in progress["parameters"]}
+    assert declared == {
+        ("habit_id", "path", True),
+        ("start_date", "query", False),
+        ("end_date", "query", False),
+    }
+    verify = document["paths"]["/api/auth/verify-reset-token"]["get"]
+    assert [(p["name"], p["in"]) for p in verify["parameters"]] == [("token", "query")]

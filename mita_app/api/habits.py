@@ -11,7 +11,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,7 +27,7 @@ from .. import habits as service
 from ..auth import current_user, login_required
 from ..domain.days import parse_iso_day
 from ..domain.habits import EARLIEST_DAY, Frequency
-from ..validation import SafeStr, Schema, body, ok, returns, validate
+from ..validation import SafeStr, Schema, body, ok, query, returns
 
 bp = Blueprint("habits", __name__, url_prefix="/api/habits")
 
@@ -219,8 +219,8 @@ def uncomplete_habit(habit_id: str, payload: CompletionIn) -> Response:
 @bp.get("/<habit_id>/progress")
 @returns(ProgressOut, errors={404: NOT_FOUND, 422: "Bad start_date or end_date"})
 @login_required
-def habit_progress(habit_id: str) -> Response:
+@query(ProgressQuery)
+def habit_progress(habit_id: str, params: ProgressQuery) -> Response:
     """Days done in a range (default: the 30 days ending today) and the streaks."""
-    query = validate(ProgressQuery, request.args.to_dict())
-    result = service.progress(current_user, habit_id, query.start_date, query.end_date)
+    result = service.progress(current_user, habit_id, params.start_date, params.end_date)
     return ok(ProgressOut.model_validate(result, from_attributes=True))

@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 from pydantic import BaseModel, Field
 
 from ..auth import password_reset
 from ..auth.guard import local_accounts_only
 from ..extensions import limiter
 from ..fields import Email, Password
-from ..validation import SafeStr, Schema, body, ok, returns
+from ..validation import SafeStr, Schema, body, ok, query, returns
 from .limits import configured, email_key
 
 bp = Blueprint("password_reset", __name__, url_prefix="/api/auth")
@@ -33,6 +33,11 @@ class ResetPasswordIn(Schema):
     # Any string: a malformed token is a 400 invalid_reset_token, as an unknown one is.
     token: SafeStr
     new_password: Password
+
+
+class ResetTokenQuery(Schema):
+    # Any string: a missing or malformed token is a 400 invalid_reset_token, as an unknown one is.
+    token: str = Field("", description="The token from the reset mail")
 
 
 class ForgotPasswordOut(BaseModel):
@@ -65,9 +70,10 @@ def forgot_password(payload: ForgotPasswordIn) -> Response:
 @returns(ResetTokenOut, errors={400: INVALID})
 @local_accounts_only
 @limiter.limit(lambda: configured("RATELIMIT_RESET_PER_IP"))
-def verify_reset_token() -> Response:
+@query(ResetTokenQuery)
+def verify_reset_token(params: ResetTokenQuery) -> Response:
     """200 only for a live token (the app takes any 200 as valid); it stays live."""
-    expires_at = password_reset.verify_token(request.args.get("token", ""))
+    expires_at = password_reset.verify_token(params.token)
     return ok(ResetTokenOut(valid=True, expires_at=expires_at))
 
 
