@@ -5,21 +5,17 @@ kept until its response has been sent (and dropped if it failed: a message may n
 failed request never committed), then handed to this process's sender thread, which delivers
 them one by one and retries a failed delivery with backoff. A failure is logged without the
 message's body (a reset link is a credential). The thread belongs to the process that started
-it: after a fork the child starts its own on first use; `stop` (gunicorn: `worker_exit`, or
-`atexit` elsewhere) delivers what is queued within a budget.
+it (`mita_app/background.py`): after a fork the child starts its own on first use; `stop`
+(gunicorn: `worker_exit`, or `atexit` elsewhere) delivers what is queued within a budget.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import functools
 import logging
-import os
 import queue
 import smtplib
 import ssl
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,20 +25,10 @@ from typing import cast
 
 from flask import Flask, Response, current_app, g, has_request_context
 
+from .background import ProcessQueueWorker
+
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "mita.mail"
-
-_WAKE = None  # put on the queue by `stop`, so an idle thread need not wait for mail
-# Taken when a process adopts its mailer. A child must not inherit it held by a parent thread.
-_fork_guard = threading.Lock()
-
-
-def _new_fork_guard() -> None:
-    global _fork_guard
-    _fork_guard = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_fork_guard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +55,10 @@ def send(to: str, subject: str, body: str) -> None:
     mailer_of(current_app).send(to, subject, body)
 
 
-class Mailer:
+class Mailer(ProcessQueueWorker[Outgoing]):
     """Queue, sender thread and counters of one process's outgoing mail (`app.extensions`)."""
+
+    thread_name = "mail-sender"
 
     def __init__(self, app: Flask) -> None:
         config = app.config
@@ -85,31 +73,14 @@ class Mailer:
         self.timeout: float = config["MAIL_TIMEOUT"]
         self.retries: int = config["MAIL_RETRIES"]
         self.backoff: float = config["MAIL_RETRY_BACKOFF"]
-        self.queue_size: int = config["MAIL_QUEUE_SIZE"]
-        self.shutdown_timeout: float = config["MAIL_SHUTDOWN_TIMEOUT"]
-        self._pid: int | None = None
-        self._reset()
+        super().__init__(
+            queue_size=config["MAIL_QUEUE_SIZE"],
+            shutdown_timeout=config["MAIL_SHUTDOWN_TIMEOUT"],
+        )
 
     def _reset(self) -> None:
-        """Fresh per-process state: a forked child must not use its parent's queue or locks."""
-        self._lock = threading.Lock()
-        self._settled = threading.Condition(self._lock)
-        self._queue: queue.Queue[Outgoing | None] = queue.Queue(self.queue_size)
-        self._stopping = threading.Event()
-        self._interrupt = threading.Event()  # cuts a retry's backoff short when `stop` is called
-        self._stopped = False
-        self._give_up_at = float("inf")
-        self._thread: threading.Thread | None = None
-        self._pending = 0  # queued, not yet delivered or given up
+        super()._reset()
         self.sent = self.failed = self.dropped = 0
-
-    def _adopt_process(self) -> None:
-        pid = os.getpid()
-        if self._pid != pid:
-            with _fork_guard:
-                if self._pid != pid:
-                    self._reset()
-                    self._pid = pid
 
     # --- the side requests and commands see ------------------------------------------------------
 
@@ -139,52 +110,11 @@ class Mailer:
                     continue
                 self._pending += 1
 
-    def start(self) -> None:
-        """Start this process's sender thread, once."""
-        self._adopt_process()
-        with self._lock:
-            if self._thread is not None or self._stopped:
-                return
-            self._thread = threading.Thread(target=self._run, name="mail-sender", daemon=True)
-            self._thread.start()
-        atexit.register(self._stop_at_exit, os.getpid())
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until every queued message is delivered or given up; False if time ran out."""
-        deadline = time.monotonic() + timeout
-        with self._settled:
-            while self._pending > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._settled.wait(remaining)
-        return True
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Deliver what is queued within `timeout` seconds, then stop; log what is left."""
-        if self._pid != os.getpid():
-            return
-        budget = self.shutdown_timeout if timeout is None else timeout
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            thread = self._thread
-        self._give_up_at = time.monotonic() + budget
-        self._stopping.set()
-        self._interrupt.set()
-        with contextlib.suppress(queue.Full):  # a busy thread sees `_stopping` between messages
-            self._queue.put_nowait(_WAKE)
-        if thread is not None:
-            thread.join(budget + 0.5)
+    def _left_over(self, budget: float, *, finished: bool) -> None:
         with self._lock:
             left = self._pending
         if left:  # the thread is stuck on a server; it goes down with the process
             log.error("%d mail message(s) not delivered before shutdown", left)
-
-    def _stop_at_exit(self, pid: int) -> None:
-        if pid == os.getpid():
-            self.stop()
 
     # --- the sender thread ------------------------------------------------------------------------
 
@@ -195,7 +125,7 @@ class Mailer:
                 message = self._queue.get(block=not self._stopping.is_set())
             except queue.Empty:
                 return
-            if message is None:  # _WAKE
+            if message is None:  # a wake-up from `stop`
                 continue
             if time.monotonic() >= self._give_up_at:
                 log.error("mail %s not sent: the shutdown budget is spent", message)
@@ -270,13 +200,11 @@ class Mailer:
             smtp.send_message(email)
 
     def _settle(self, message: Outgoing, *, delivered: bool) -> None:
-        with self._settled:
+        with self._settling(1):
             if delivered:
                 self.sent += 1
             else:
                 self.failed += 1
-            self._pending -= 1
-            self._settled.notify_all()
 
 
 def _hand_over_after_the_response(response: Response) -> Response:

@@ -484,7 +484,7 @@ def test_stopping_while_the_database_is_unreachable_spills_everything_within_the
 
 def test_a_forked_child_starts_its_own_writer_even_if_the_parent_was_adopting_one(app):
     # The worst moment to fork: another thread of the parent holds the adoption lock.
-    from mita_app.audit import writer as module
+    from mita_app import background as module
 
     writer = writer_of(app)
     with module._fork_guard:

@@ -6,22 +6,19 @@ down it keeps its batch and retries with capped exponential backoff; events that
 the queue, or that the database refuses, or that are still unwritten when the shutdown budget
 runs out, are written to stderr as one JSON line each and counted: none is dropped silently.
 
-The thread belongs to the process that started it. After a fork the child starts its own
-(gunicorn: `post_worker_init`, or lazily on first use); `stop` (gunicorn: `worker_exit`, or
-`atexit` elsewhere) flushes what is queued within a budget.
+The thread and its lifecycle are `ProcessQueueWorker`'s (`mita_app/background.py`): one per
+process, started in each gunicorn worker (`post_worker_init`, or lazily on first use), stopped
+within a budget by `worker_exit` (or `atexit` elsewhere).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import logging
 import os
 import queue
 import socket
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -30,6 +27,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import Engine, create_engine
 
+from ..background import ProcessQueueWorker
 from ..client import valid_ip
 from ..errors import DATABASE_DOWN
 from ..extensions import db
@@ -43,47 +41,28 @@ HEARTBEAT_INTERVAL = 1.0  # seconds between reports of a busy writer
 IDLE_HEARTBEAT_INTERVAL = 10.0  # ... and of an idle one
 _INITIAL_BACKOFF = 0.05
 
-_WAKE: dict[str, Any] = {}  # put on the queue by `stop`, so the thread need not time out first
-# Taken when a process adopts its writer. A child must not inherit it held by a parent thread.
-_fork_guard = threading.Lock()
 
-
-def _new_fork_guard() -> None:
-    global _fork_guard
-    _fork_guard = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_fork_guard)
-
-
-class AuditWriter:
+class AuditWriter(ProcessQueueWorker[dict[str, Any]]):
     """Queue, thread and counters of one process's audit pipeline (`app.extensions`)."""
+
+    thread_name = "audit-writer"
 
     def __init__(self, app: Flask) -> None:
         config = app.config
         self.app = app
         self.enabled: bool = config["AUDIT_ENABLED"]
-        self.queue_size: int = config["AUDIT_QUEUE_SIZE"]
         self.batch_size: int = config["AUDIT_BATCH_SIZE"]
         self.flush_interval: float = config["AUDIT_FLUSH_INTERVAL"]
         self.retry_max: float = config["AUDIT_RETRY_MAX"]
-        self.shutdown_timeout: float = config["AUDIT_SHUTDOWN_TIMEOUT"]
         self.gate = BurstGate(config["AUDIT_BURST_LIMIT"], config["AUDIT_BURST_WINDOW"])
-        self._pid: int | None = None
-        self._reset()
+        super().__init__(
+            queue_size=config["AUDIT_QUEUE_SIZE"],
+            shutdown_timeout=config["AUDIT_SHUTDOWN_TIMEOUT"],
+        )
 
     def _reset(self) -> None:
-        """Fresh per-process state: a forked child must not use its parent's queue or locks."""
-        self._lock = threading.Lock()
-        self._settled = threading.Condition(self._lock)
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(self.queue_size)
-        self._stopping = threading.Event()
-        self._interrupt = threading.Event()  # cuts a retry backoff short when `stop` is called
-        self._stopped = False
-        self._give_up_at = float("inf")
-        self._thread: threading.Thread | None = None
+        super()._reset()
         self._engine: Engine | None = None
-        self._pending = 0  # submitted, not yet written or spilled
         self._last_report = 0.0
         self.writer_id = uuid.uuid4()
         self.started_at = datetime.now(UTC)
@@ -91,27 +70,12 @@ class AuditWriter:
         self.retrying = False
         self.last_error: str | None = None
 
-    def _adopt_process(self) -> None:
-        pid = os.getpid()
-        if self._pid != pid:
-            with _fork_guard:
-                if self._pid != pid:
-                    self._reset()
-                    self._pid = pid
-
     # --- the side requests and commands see ------------------------------------------------------
 
     def start(self) -> None:
         """Start this process's writer thread, once. Never in a process that only forks."""
-        if not self.enabled:
-            return
-        self._adopt_process()
-        with self._lock:
-            if self._thread is not None or self._stopped:
-                return
-            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-            self._thread.start()
-        atexit.register(self._stop_at_exit, os.getpid())
+        if self.enabled:
+            super().start()
 
     def submit(self, events: list[dict[str, Any]]) -> None:
         """Queue events; never blocks. What does not fit is spilled to the log, and counted."""
@@ -137,47 +101,11 @@ class AuditWriter:
         for event in refused:
             self._spill(event, reason)
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until every submitted event is written or spilled; False if time ran out."""
-        deadline = time.monotonic() + timeout
-        with self._settled:
-            while self._pending > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._settled.wait(remaining)
-        return True
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Write what is queued, within `timeout` seconds, then stop; spill what is left."""
-        if self._pid != os.getpid():
-            return
-        budget = self.shutdown_timeout if timeout is None else timeout
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-            thread = self._thread
-        self._give_up_at = time.monotonic() + budget
-        self._stopping.set()
-        self._interrupt.set()
-        with contextlib.suppress(queue.Full):  # a full queue keeps the thread busy anyway
-            self._queue.put_nowait(_WAKE)
-        if thread is not None:
-            thread.join(budget + 0.5)
-            if thread.is_alive():
-                log.error("audit writer did not finish within %.1f s", budget)
-        while True:  # only if the thread gave up, or never ran
-            try:
-                event = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if event is not _WAKE:
-                self._spill(event, "shutdown")
-
-    def _stop_at_exit(self, pid: int) -> None:
-        if pid == os.getpid():
-            self.stop()
+    def _left_over(self, budget: float, *, finished: bool) -> None:
+        if not finished:
+            log.error("audit writer did not finish within %.1f s", budget)
+        for event in self._take_queued():  # only if the thread gave up, or never ran
+            self._spill(event, "shutdown")
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -249,15 +177,8 @@ class AuditWriter:
             return []
         if self._queue.qsize() < self.batch_size - 1:
             self._stopping.wait(self.flush_interval)
-        batch = [] if first is _WAKE else [first]
-        while len(batch) < self.batch_size:
-            try:
-                event = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if event is not _WAKE:
-                batch.append(event)
-        return batch
+        batch = [] if first is None else [first]
+        return batch + self._take_queued(self.batch_size - len(batch))
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         delay = _INITIAL_BACKOFF
@@ -335,12 +256,10 @@ class AuditWriter:
     # --- bookkeeping ------------------------------------------------------------------------------
 
     def _written(self, count: int) -> None:
-        with self._settled:
+        with self._settling(count):
             self.written += count
             self.batches += 1
             self.retrying = False
-            self._pending -= count
-            self._settled.notify_all()
 
     def _failed(self, error: Exception, *, retrying: bool) -> None:
         with self._lock:
@@ -358,7 +277,5 @@ class AuditWriter:
             sys.stderr.flush()
         except (OSError, ValueError):  # stderr closed: the count still says it happened
             pass
-        with self._settled:
+        with self._settling(1):
             self.spilled += 1
-            self._pending -= 1
-            self._settled.notify_all()
