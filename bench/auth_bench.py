@@ -168,6 +168,8 @@ def _app_env(database_url: str, cache_ttl: str | None, **settings: str) -> dict[
     env.update(
         MITA_ENV="production",
         SECRET_KEY=SECRET_KEY,
+        # Production wants a mail server; the benchmarked routes never send mail.
+        MAIL_SERVER="127.0.0.1",
         DATABASE_URL=database_url,
         RATELIMIT_ENABLED="false",
         WEB_CONCURRENCY="2",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from ..auth import current_user, login_required
+from ..auth import caller, login_required
 from ..models import User
 from ..profiles import update_profile
 from ..validation import body, ok, returns
@@ -14,15 +14,15 @@ bp = Blueprint("users", __name__, url_prefix="/api/users")
 
 
 def _profile(user: User) -> Response:
-    out = UserOut.of(user)
-    return ok(out, **{name: out.model_dump(mode="json")[name] for name in TOP_LEVEL_SETTINGS})
+    data = UserOut.of(user).model_dump(mode="json")
+    return ok(data, **{name: data[name] for name in TOP_LEVEL_SETTINGS})
 
 
 @bp.get("/me")
 @returns(UserOut, top_level=TOP_LEVEL_SETTINGS)
 @login_required
 def me() -> Response:
-    return _profile(current_user)
+    return _profile(caller())
 
 
 @bp.patch("/me")
@@ -30,4 +30,4 @@ def me() -> Response:
 @login_required
 @body(ProfileUpdate)
 def update_me(payload: ProfileUpdate) -> Response:
-    return _profile(update_profile(current_user, payload.changes()))
+    return _profile(update_profile(caller(), payload.changes()))
