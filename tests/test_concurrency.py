@@ -8,18 +8,15 @@ it lets go. The ungated races line the threads up with a barrier and let the sch
 from __future__ import annotations
 
 import itertools
-import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import func, select
 
 from mita_app.extensions import db
 from mita_app.models import AuthSession, User
-from tests.conftest import PASSWORD, build_app, dispose, pg_connect
+from tests.conftest import PASSWORD, build_app, dispose
+from tests.races import at_once, gated_race
 
 RACES = 10
 
@@ -45,74 +42,6 @@ def register(client, email):
     response = client.post("/api/auth/register", json={"email": email, "password": PASSWORD})
     assert response.status_code == 201, response.get_json()
     return response.get_json()["data"]
-
-
-def at_once(app, threads, call, *, started=None):
-    """Run `call(client)` in `threads` threads, each with its own test client, released together.
-
-    Returns each thread's (status, body). `started` is set once every thread is past the barrier.
-    """
-    barrier = threading.Barrier(threads, action=started.set if started else None, timeout=10)
-
-    def run():
-        client = app.test_client()
-        barrier.wait()
-        response = call(client)
-        return response.status_code, response.get_json()
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(run) for _ in range(threads)]
-        return [future.result(timeout=30) for future in futures]
-
-
-def wait_for_lock_waiters(url, count):
-    """Block until `count` backends of this database are waiting on a lock (bounded)."""
-    monitor = pg_connect(url)
-    try:
-        deadline = time.monotonic() + 10
-        waiting = 0
-        while time.monotonic() < deadline:
-            with monitor.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                waiting = cursor.fetchone()[0]
-            if waiting >= count:
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"only {waiting} of {count} requests reached the lock")
-    finally:
-        monitor.close()
-
-
-@contextmanager
-def gate(url, lock_sql, params=()):
-    """Hold the lock `lock_sql` takes, on another connection; the function it yields releases
-    the lock once that many requests wait for it."""
-    holder = pg_connect(url, autocommit=False)
-    try:
-        with holder.cursor() as cursor:
-            cursor.execute(lock_sql, params)
-
-        def open_when_waiting(count):
-            wait_for_lock_waiters(url, count)
-            holder.rollback()
-
-        yield open_when_waiting
-    finally:
-        holder.rollback()
-        holder.close()
-
-
-def gated_race(app, url, threads, call, lock_sql, params=()):
-    started = threading.Event()
-    # The gate is left first, so a failure here releases the lock before the threads are joined.
-    with ThreadPoolExecutor(max_workers=1) as runner, gate(url, lock_sql, params) as open_gate:
-        future = runner.submit(at_once, app, threads, call, started=started)
-        assert started.wait(timeout=10)
-        open_gate(threads)
-        return future.result(timeout=30)
 
 
 def statuses(results):

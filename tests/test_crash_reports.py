@@ -30,6 +30,7 @@ from mita_app.extensions import db
 from mita_app.models import CrashReport, User
 from tests.conftest import TEST_SECRET, AuthActions, free_port, pg_connect
 from tests.gunicorn_server import migrated_postgres_database, running_gunicorn
+from tests.races import gate
 
 URL = "/api/errors/report"
 LIMIT = 64 * 1024
@@ -478,25 +479,6 @@ def served_postgres(pg_url: str, tmp_path: Any) -> Iterator[tuple[str, str]]:
             yield url, server.base_url
 
 
-def wait_for_lock_waiters(url: str, count: int) -> None:
-    monitor = pg_connect(url)
-    try:
-        deadline, waiting = time.monotonic() + 10, 0
-        while time.monotonic() < deadline:
-            with monitor.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                waiting = cursor.fetchone()[0]
-            if waiting >= count:
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"only {waiting} of {count} resends reached the lock")
-    finally:
-        monitor.close()
-
-
 @pytest.mark.postgres
 def test_concurrent_resends_of_one_report_are_one_row_with_one_id(
     served_postgres: tuple[str, str],
@@ -506,24 +488,18 @@ def test_concurrent_resends_of_one_report_are_one_row_with_one_id(
     data = json.dumps(app_body())
     headers = {"Content-Type": WIRE_CONTENT_TYPE, "Authorization": "Bearer null"}
     # Every insert waits behind this lock until all of them are waiting: then they race.
-    holder = pg_connect(url, autocommit=False)
-    try:
-        with holder.cursor() as cursor:
-            cursor.execute("LOCK TABLE crash_reports IN SHARE ROW EXCLUSIVE MODE")
+    lock = "LOCK TABLE crash_reports IN SHARE ROW EXCLUSIVE MODE"
+    # The gate is left first, so a failure releases the lock before the threads are joined.
+    with ThreadPoolExecutor(max_workers=resends) as pool, gate(url, lock) as open_gate:
         barrier = threading.Barrier(resends, timeout=10)
 
         def resend() -> requests.Response:
             barrier.wait()
             return requests.post(base_url + URL, data=data, headers=headers, timeout=20)
 
-        with ThreadPoolExecutor(max_workers=resends) as pool:
-            futures = [pool.submit(resend) for _ in range(resends)]
-            wait_for_lock_waiters(url, resends)
-            holder.rollback()
-            responses = [future.result(timeout=30) for future in futures]
-    finally:
-        holder.rollback()
-        holder.close()
+        futures = [pool.submit(resend) for _ in range(resends)]
+        open_gate(resends)
+        responses = [future.result(timeout=30) for future in futures]
 
     assert [r.status_code for r in responses] == [202] * resends, [r.text for r in responses]
     assert len({r.json()["data"]["report_id"] for r in responses}) == 1

@@ -17,7 +17,7 @@ from mita_app import habits as habit_service
 from mita_app.extensions import db
 from mita_app.models import HabitCompletion
 from tests.conftest import AuthActions, build_app, dispose
-from tests.test_concurrency import gated_race
+from tests.races import gated_race
 
 HABIT_KEYS = {
     "id",
