@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.dml import ReturningInsert
 
 from .audit.events import clean_text
 from .auth.guard import optional_principal
+from .database import insert_or_skip
 from .errors import DependencyUnavailable
 from .extensions import db
 from .models import CrashReport, utcnow
@@ -133,23 +132,13 @@ def _row(report: Report, user_id: uuid.UUID | None, ip: str | None) -> dict[str,
     }
 
 
-def _insert_unless_stored(values: dict[str, Any]) -> ReturningInsert[uuid.UUID]:
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        pg = postgresql.insert(CrashReport).values(values)
-        return pg.on_conflict_do_nothing(index_elements=[DEDUP]).returning(CrashReport.id)
-    if dialect == "sqlite":
-        on_sqlite = sqlite.insert(CrashReport).values(values)
-        return on_sqlite.on_conflict_do_nothing(index_elements=[DEDUP]).returning(CrashReport.id)
-    raise RuntimeError(f"crash reports need PostgreSQL or SQLite, not {dialect}")
-
-
 def _insert_once(values: dict[str, Any]) -> Stored:
     """Insert the row unless its report is already stored; either way, the stored row's id.
 
     INSERT ... ON CONFLICT DO NOTHING: a concurrent resend waits for the first insert to commit
     and then skips, so neither gets a unique violation (a 500 the app would retry forever)."""
-    new_id = db.session.execute(_insert_unless_stored(values)).scalar_one_or_none()
+    statement = insert_or_skip(CrashReport, values, [DEDUP]).returning(CrashReport.id)
+    new_id = db.session.execute(statement).scalar_one_or_none()
     if new_id is not None:
         return Stored(new_id, created=True)
     existing = db.session.scalar(

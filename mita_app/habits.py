@@ -13,10 +13,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, cast
 
-from sqlalchemy import CursorResult, Executable, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from .database import insert_or_skip
 from .domain import habits as rules
 from .domain.days import days_in, local_date, local_today
 from .errors import NotFound, ValidationFailed
@@ -166,17 +166,7 @@ def _insert_ignoring_duplicate(habit_id: uuid.UUID, day: date) -> bool:
     """Record the day; False when it already was. Never a unique violation, so two taps at
     once both succeed."""
     row = {"habit_id": habit_id, "day": day, "created_at": utcnow()}
-    on = ["habit_id", "day"]
-    dialect = db.session.get_bind().dialect.name
-    statement: Executable
-    if dialect == "postgresql":
-        pg_insert = postgresql.insert(HabitCompletion).values(row)
-        statement = pg_insert.on_conflict_do_nothing(index_elements=on)
-    elif dialect == "sqlite":
-        sqlite_insert = sqlite.insert(HabitCompletion).values(row)
-        statement = sqlite_insert.on_conflict_do_nothing(index_elements=on)
-    else:
-        raise RuntimeError(f"habit completions need PostgreSQL or SQLite, not {dialect}")
+    statement = insert_or_skip(HabitCompletion, row, ["habit_id", "day"])
     result = cast(CursorResult[Any], db.session.execute(statement))
     return result.rowcount == 1
 
