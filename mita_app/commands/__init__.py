@@ -42,6 +42,28 @@ class Duration(click.ParamType[timedelta]):
 DURATION = Duration()
 
 
+def prune_options(example: str) -> Callable[[F], F]:
+    """The options every `prune` takes: `--older-than` (e.g. `example`), `--force`,
+    `--batch-size`."""
+
+    def decorator(command: F) -> F:
+        for option in (
+            click.option(
+                "--batch-size", type=click.IntRange(1, 100_000), default=10_000, show_default=True
+            ),
+            click.option(
+                "--force",
+                is_flag=True,
+                help=f"Allow a cutoff younger than {PRUNE_MINIMUM.days} day.",
+            ),
+            click.option("--older-than", type=DURATION, required=True, help=f"e.g. {example}"),
+        ):
+            command = option(command)
+        return command
+
+    return decorator
+
+
 def prune_cutoff(older_than: timedelta, force: bool, what: str) -> datetime:
     """The instant before which `prune` deletes; a cutoff under a day needs `--force`."""
     if older_than < PRUNE_MINIMUM and not force:

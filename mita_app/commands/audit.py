@@ -14,7 +14,7 @@ from ..audit import record
 from ..auth.accounts import get_user
 from ..extensions import db
 from ..models import AuditEvent, AuditWriterState
-from . import DURATION, PRUNE_MINIMUM, delete_in_batches, operator, prune_cutoff, reported
+from . import DURATION, delete_in_batches, operator, prune_cutoff, prune_options, reported
 
 audit_cli = AppGroup("audit", help="Read and prune the security audit log.")
 
@@ -95,11 +95,7 @@ def stats(since: timedelta) -> None:
 
 
 @audit_cli.command("prune")
-@click.option("--older-than", type=DURATION, required=True, help="e.g. 90d")
-@click.option(
-    "--force", is_flag=True, help=f"Allow a cutoff younger than {PRUNE_MINIMUM.days} day."
-)
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=10_000, show_default=True)
+@prune_options("90d")
 @reported
 def prune(older_than: timedelta, force: bool, batch_size: int) -> None:
     """Delete events older than the given age, in batches (short locks)."""

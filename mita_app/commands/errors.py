@@ -16,7 +16,7 @@ from ..audit import record
 from ..auth.accounts import get_user
 from ..extensions import db
 from ..models import CATEGORIES, SEVERITIES, CrashReport
-from . import DURATION, PRUNE_MINIMUM, delete_in_batches, operator, prune_cutoff, reported
+from . import DURATION, delete_in_batches, operator, prune_cutoff, prune_options, reported
 
 errors_cli = AppGroup("errors", help="Read and prune the mobile app's crash reports.")
 FIRST_LINE_LENGTH = 200
@@ -153,11 +153,7 @@ def stats(since: timedelta, top: int) -> None:
 
 
 @errors_cli.command("prune")
-@click.option("--older-than", type=DURATION, required=True, help="e.g. 30d")
-@click.option(
-    "--force", is_flag=True, help=f"Allow a cutoff younger than {PRUNE_MINIMUM.days} day."
-)
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=10_000, show_default=True)
+@prune_options("30d")
 @reported
 def prune(older_than: timedelta, force: bool, batch_size: int) -> None:
     """Delete reports received before the given age, in batches (short locks)."""
