@@ -15,6 +15,7 @@ from .accounts import (
 )
 from .audit import AuditEvent, AuditWriterState
 from .base import UTCDateTime, utcnow
+from .budget import BudgetPlan, Transaction
 from .crash_reports import CATEGORIES, SEVERITIES, Category, CrashReport, Severity
 from .habits import FREQUENCIES, Habit, HabitCompletion
 
@@ -30,6 +31,7 @@ __all__ = [
     "AuditWriterState",
     "AuthSession",
     "BudgetMethod",
+    "BudgetPlan",
     "Category",
     "CrashReport",
     "Habit",
@@ -38,6 +40,7 @@ __all__ = [
     "PasswordResetToken",
     "Region",
     "Severity",
+    "Transaction",
     "UTCDateTime",
     "User",
     "utcnow",

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, get_args
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import Model, db
@@ -36,6 +36,7 @@ class User(Model):
         CheckConstraint("role IN ('user', 'admin')", name="role_valid"),
         CheckConstraint("income >= 0", name="income_non_negative"),
         CheckConstraint("savings_goal >= 0", name="savings_goal_non_negative"),
+        CheckConstraint("additional_income >= 0", name="additional_income_non_negative"),
         CheckConstraint(
             "budget_alert_threshold >= 0 AND budget_alert_threshold <= 100",
             name="budget_alert_threshold_percent",
@@ -66,6 +67,18 @@ class User(Model):
     currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
     income: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=0, server_default="0")
     savings_goal: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=0, server_default="0")
+    # Onboarding's answers, from which each month's budget plan is made (domain.budget).
+    additional_income: Mapped[Decimal] = mapped_column(
+        Numeric(14, 2), default=0, server_default="0"
+    )
+    fixed_expenses: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default="{}"
+    )  # name: "12.50"
+    fixed_due_days: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
+    spending_habits: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
+    goals: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    has_emergency_fund: Mapped[bool | None]
+    onboarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     budget_method: Mapped[str] = mapped_column(
         String(32), default=BUDGET_METHODS[0], server_default=BUDGET_METHODS[0]
     )

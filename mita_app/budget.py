@@ -1,0 +1,237 @@
+"""The signed-in user's budget: each month's plan, made when first needed from the onboarding
+answers, the spending of its days read from the ledger, and the month as `domain.budget`
+computes it (limits after rebalancing, statuses). Days are the user's local days.
+
+`utcnow` is this module's one clock: tests patch `mita_app.budget.utcnow`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import delete, func, select
+
+from .database import insert_or_skip
+from .domain import budget as engine
+from .domain.categories import Category, budget_category
+from .domain.days import local_date, local_today
+from .extensions import db
+from .models import BudgetPlan, Transaction, User
+from .models.base import utcnow
+
+__all__ = ["MonthBudget", "month_budget", "plan_of", "today_of", "utcnow"]
+
+
+def today_of(user: User) -> date:
+    return local_today(user.timezone, utcnow())
+
+
+def first_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+def lock_user(user: User) -> None:
+    """Serialise this user's writes to the ledger and plans until the transaction ends (a row
+    lock on PostgreSQL; SQLite has one writer at a time anyway)."""
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+
+
+# Plans ------------------------------------------------------------------------------------------
+
+
+def _cents(amount: Decimal | str | int) -> int:
+    return engine.to_cents(Decimal(amount))
+
+
+def plan_from_answers(user: User, *, strict: bool = False) -> engine.Plan:
+    """A month's plan from the user's stored onboarding answers (see `domain.budget`)."""
+    return engine.build_plan(
+        income=_cents(user.income) + _cents(user.additional_income),
+        fixed={name: _cents(amount) for name, amount in (user.fixed_expenses or {}).items()},
+        savings=_cents(user.savings_goal),
+        habits=user.spending_habits or {},
+        due_days=user.fixed_due_days or {},
+        strict=strict,
+    )
+
+
+def _row(user: User, month: date, plan: engine.Plan) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": uuid.uuid4(),
+        "user_id": user.id,
+        "month": month,
+        "income": engine.from_cents(plan.income),
+        "fixed": engine.from_cents(plan.fixed),
+        "savings": engine.from_cents(plan.savings),
+        "discretionary": engine.from_cents(plan.discretionary),
+        "lines": [
+            {
+                "category": line.category,
+                "kind": line.kind,
+                "cents": line.cents,
+                "due_day": line.due_day,
+                "source": line.source,
+            }
+            for line in plan.lines
+        ],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def replace_plan(user: User, month: date, plan: engine.Plan) -> BudgetPlan:
+    """Make `plan` the month's plan, in place of any before it (the caller holds `lock_user`
+    and commits)."""
+    db.session.execute(
+        delete(BudgetPlan).where(BudgetPlan.user_id == user.id, BudgetPlan.month == month)
+    )
+    stored = BudgetPlan(**_row(user, month, plan))
+    db.session.add(stored)
+    return stored
+
+
+def plan_of(user: User, month: date) -> BudgetPlan | None:
+    """The plan of the month starting `month`: the stored one; else, for a user who has
+    onboarded, one made now from their answers, stored when the month has begun (two requests
+    at once store one) and only previewed for a later month. None before onboarding."""
+    stored = db.session.scalar(
+        select(BudgetPlan).where(BudgetPlan.user_id == user.id, BudgetPlan.month == month)
+    )
+    if stored is not None or not user.has_onboarded:
+        return stored
+    if user.onboarded_at is not None and month < first_of(
+        local_date(user.timezone, user.onboarded_at)
+    ):
+        return None
+    row = _row(user, month, plan_from_answers(user))
+    if month > first_of(today_of(user)):
+        return BudgetPlan(**row)  # a preview, not stored
+    db.session.execute(insert_or_skip(BudgetPlan, row, ["user_id", "month"]))
+    db.session.commit()
+    return db.session.scalar(
+        select(BudgetPlan).where(BudgetPlan.user_id == user.id, BudgetPlan.month == month)
+    )
+
+
+def plan_lines(plan: BudgetPlan) -> list[engine.PlanLine]:
+    return [
+        engine.PlanLine(
+            category=cast(Category, line["category"]),
+            kind=line["kind"],
+            cents=int(line["cents"]),
+            due_day=line.get("due_day"),
+            source=line.get("source", ""),
+        )
+        for line in plan.lines
+    ]
+
+
+# Spending ---------------------------------------------------------------------------------------
+
+
+def spending(user: User, first: date, last: date) -> dict[date, dict[Category, int]]:
+    """Cents spent per local day and budget category from `first` to `last`, summed by the
+    database from the ledger (one query on the (user_id, spent_on) index)."""
+    rows = db.session.execute(
+        select(Transaction.spent_on, Transaction.category, func.sum(Transaction.amount))
+        .where(
+            Transaction.user_id == user.id,
+            Transaction.spent_on >= first,
+            Transaction.spent_on <= last,
+        )
+        .group_by(Transaction.spent_on, Transaction.category)
+    )
+    spent: defaultdict[date, defaultdict[Category, int]] = defaultdict(lambda: defaultdict(int))
+    for day, category, total in rows:
+        spent[day][budget_category(category)] += _cents(total)
+    return {day: dict(by_category) for day, by_category in spent.items()}
+
+
+# The month --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayBudget:
+    date: date
+    limit: int  # cents, after rebalancing
+    spent: int
+    status: engine.Status
+    categories: dict[Category, tuple[int, int]]  # budget category: (limit, spent)
+
+
+@dataclass(frozen=True)
+class MonthBudget:
+    """One month of one user's budget, all amounts in cents."""
+
+    first: date
+    plan: BudgetPlan | None
+    grid: engine.Grid
+    balanced: engine.Balanced
+
+    @property
+    def days(self) -> list[date]:
+        return engine.month_days(self.first.year, self.first.month)
+
+    def index(self, day: date) -> int:
+        if (day.year, day.month) != (self.first.year, self.first.month):
+            raise ValueError(f"{day} is not in the month of {self.first}")
+        return day.day - 1
+
+    def day(self, day: date) -> DayBudget:
+        i = self.index(day)
+        limit, spent = self.balanced.day_limit(i), self.balanced.day_spent(i)
+        return DayBudget(
+            date=day,
+            limit=limit,
+            spent=spent,
+            status=engine.status(limit, spent),
+            categories={
+                category: (
+                    self.balanced.limit[i].get(category, 0),
+                    self.balanced.spent[i].get(category, 0),
+                )
+                for category in self.balanced.categories(i)
+            },
+        )
+
+    @property
+    def total_budget(self) -> int:
+        return self.balanced.total
+
+    def spent_through(self, last: date | None = None) -> int:
+        """Cents spent from the 1st to `last` (default: the whole month)."""
+        end = len(self.grid) if last is None else self.index(last) + 1
+        return sum(self.balanced.day_spent(i) for i in range(end))
+
+    def by_category(self) -> dict[Category, tuple[int, int]]:
+        """Each budget category's month: (planned after rebalancing, spent)."""
+        totals: defaultdict[Category, list[int]] = defaultdict(lambda: [0, 0])
+        for i in range(len(self.grid)):
+            for category, cents in self.balanced.limit[i].items():
+                totals[category][0] += cents
+            for category, cents in self.balanced.spent[i].items():
+                totals[category][1] += cents
+        return {category: (planned, spent) for category, (planned, spent) in totals.items()}
+
+    def affordability(self, day: date, category: str, amount: int) -> engine.Affordability:
+        return engine.affordability(
+            self.grid, self.balanced.spent, self.index(day), budget_category(category), amount
+        )
+
+
+def month_budget(user: User, year: int, month: int) -> MonthBudget:
+    """The month's plan (made if needed), its spending from the ledger, rebalanced."""
+    first = date(year, month, 1)
+    plan = plan_of(user, first)
+    lines = plan_lines(plan) if plan is not None else []
+    grid = engine.month_grid(lines, year, month)
+    days = engine.month_days(year, month)
+    spent_by_day = spending(user, days[0], days[-1])
+    spent = [spent_by_day.get(day, {}) for day in days]
+    return MonthBudget(first, plan, grid, engine.rebalance(grid, spent))
