@@ -1,0 +1,97 @@
+"""What the budget tests share: a user sending the app's exact requests, the app's onboarding
+body, and the budget clock (`mita_app.budget.utcnow`, the one clock of plans, days and the
+ledger's local days)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from mita_app import budget as budget_service
+
+# The body the app's onboarding_finish_screen.dart builds (contract §3), exactly.
+ONBOARDING: dict[str, Any] = {
+    "region": "US",
+    "timezone": "America/New_York",
+    "income": {"monthly_income": 6000.0, "additional_income": 0},
+    "fixed_expenses": {"rent": 2000.0, "utilities": 150.0},
+    "spending_habits": {
+        "dining_out_per_month": 9,
+        "coffee_per_week": 5,
+        "entertainment_per_month": 6,
+        "clothing_per_month": 2,
+        "transport_per_month": 8,
+        "travel_per_year": 2,
+    },
+    "goals": {
+        "savings_goal_amount_per_month": 500.0,
+        "savings_goal_type": "save_more",
+        "has_emergency_fund": True,
+        "all_goals": ["save_more", "budgeting"],
+    },
+    "_meta": {
+        "countryCode": "US",
+        "stateCode": "NY",
+        "incomeTier": "middle",
+        "goals_list": ["save_more"],
+        "habits_list": [],
+    },
+}
+
+
+def onboarding_body(**changes: Any) -> dict[str, Any]:
+    """The app's onboarding body with top-level keys replaced (`timezone="Asia/Tokyo"`)."""
+    body = copy.deepcopy(ONBOARDING)
+    body.update(changes)
+    return body
+
+
+class AppUser:
+    """One registered user, sending requests with the app's headers (a JSON Content-Type on
+    every request, bodiless ones too)."""
+
+    def __init__(self, client: Any, auth: Any, **register: Any) -> None:
+        self.client = client
+        tokens = auth.register(**register)
+        self.headers = {
+            "Authorization": f"Bearer {tokens['access_token']}",
+            "Content-Type": "application/json",
+        }
+
+    def send(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
+        return self.client.open(
+            path, method=method, headers={**self.headers, **headers}, json=body
+        )
+
+    def get(self, path: str) -> Any:
+        """GET `path`, asserting 200; its `data`."""
+        response = self.send("GET", path)
+        assert response.status_code == 200, (path, response.get_json())
+        return response.get_json()["data"]
+
+    def onboard(self, **changes: Any) -> Any:
+        response = self.send("POST", "/api/onboarding/submit", onboarding_body(**changes))
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["data"]
+
+    def spend(self, amount: float, category: str, spent_at: str, **fields: Any) -> Any:
+        """Record an expense as the app does; the created transaction (`data`)."""
+        body = {"amount": amount, "category": category, "spent_at": spent_at, **fields}
+        response = self.send("POST", "/api/transactions/", body)
+        assert response.status_code in (200, 201), response.get_json()
+        return response.get_json()["data"]
+
+
+@pytest.fixture
+def budget_clock(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Set the budget clock: `budget_clock(datetime)` (aware)."""
+
+    def set_to(instant: datetime) -> None:
+        if instant.tzinfo is None:
+            raise ValueError("the clock takes an aware datetime")
+        monkeypatch.setattr(budget_service, "utcnow", lambda: instant)
+
+    return set_to
