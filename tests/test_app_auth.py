@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import date, timedelta
+from decimal import Decimal
 
 import jwt
 import pytest
@@ -16,11 +17,13 @@ from mita_app.auth import service
 from mita_app.extensions import db
 from mita_app.models import (
     AuthSession,
+    BudgetPlan,
     CrashReport,
     Habit,
     HabitCompletion,
     LinkedIdentity,
     PasswordResetToken,
+    Transaction,
     User,
     utcnow,
 )
@@ -227,6 +230,26 @@ def add_rows_of(app, user_id):
         )
         db.session.add(LinkedIdentity(user_id=user_id, provider="google", subject="g-123"))
         db.session.add(
+            Transaction(
+                user_id=user_id,
+                amount=Decimal("12.50"),
+                category="groceries",
+                spent_at=utcnow(),
+                spent_on=date(2026, 1, 2),
+            )
+        )
+        db.session.add(
+            BudgetPlan(
+                user_id=user_id,
+                month=date(2026, 1, 1),
+                income=Decimal(6000),
+                fixed=Decimal(2000),
+                savings=Decimal(500),
+                discretionary=Decimal(3500),
+                lines=[],
+            )
+        )
+        db.session.add(
             CrashReport(
                 dedup_key=uuid.uuid4().hex,
                 client_report_id="1",
@@ -247,7 +270,15 @@ def rows_of(app, user_id):
             model.__tablename__: db.session.scalar(
                 select(func.count()).select_from(model).where(model.user_id == user_id)
             )
-            for model in (AuthSession, Habit, PasswordResetToken, LinkedIdentity, CrashReport)
+            for model in (
+                AuthSession,
+                Habit,
+                PasswordResetToken,
+                LinkedIdentity,
+                CrashReport,
+                Transaction,
+                BudgetPlan,
+            )
         }
         counts["users"] = db.session.scalar(
             select(func.count()).select_from(User).where(User.id == user_id)
@@ -294,6 +325,8 @@ def test_delete_account_removes_the_user_and_everything_theirs(app, client, auth
         "linked_identities": 0,
         "crash_reports": 0,
         "habit_completions": 0,
+        "transactions": 0,
+        "budget_plans": 0,
         "anonymous_crash_reports": 1,
     }
     assert session_of(client, bystander["access_token"]).status_code == 200

@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 
+from tests.app_client import App
 from tests.conftest import free_port
 from tests.gunicorn_server import Server, migrated_postgres_database, running_gunicorn
 from tests.smtp_server import SmtpServer
@@ -24,41 +23,6 @@ EMAIL = "journey@example.com"
 PASSWORD = "Journey passw0rd"
 NEW_PASSWORD = "An0ther journey password"
 TOKEN_IN_MAIL = re.compile(r"token=([A-Za-z0-9_\-]+)")
-
-
-class App:
-    """What the app's Dio instance does on every call: JSON content type, its bearer token."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.http = requests.Session()
-        self.access: str | None = None  # the app stores "null" as no token at all
-        self.refresh = ""
-
-    def call(self, method: str, path: str, body: Any = None, **params: str) -> Any:
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {self.access}" if self.access else "Bearer null",
-        }
-        response = self.http.request(
-            method,
-            self.server.url("/api" + path),
-            json=body,
-            params=params or None,
-            headers=headers,
-            timeout=10,
-            allow_redirects=False,  # dart:io follows none on POST/PUT/PATCH/DELETE
-        )
-        assert response.headers["Content-Type"].startswith("application/json"), path
-        return response
-
-    def take_tokens(self, response: Any) -> None:
-        # login_screen.dart: top level first, then data.
-        body = response.json()
-        self.access = body.get("access_token") or body["data"]["access_token"]
-        self.refresh = body.get("refresh_token") or body["data"].get("refresh_token", "")
-        assert isinstance(self.access, str)
-        assert isinstance(self.refresh, str)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.conftest import build_app, dispose, scratch_database
 APP_TABLES = {
     *("users", "auth_sessions", "password_reset_tokens", "linked_identities"),
     *("audit_events", "audit_writers", "habits", "habit_completions", "crash_reports"),
+    *("transactions", "budget_plans"),
 }
 VERSION_TABLE = "alembic_version"
 
@@ -161,6 +162,7 @@ def test_migrated_constraints_carry_the_naming_convention_names(bare_app: Flask)
             "ck_users_role_valid",
             "ck_users_income_non_negative",
             "ck_users_savings_goal_non_negative",
+            "ck_users_additional_income_non_negative",
             "ck_users_budget_alert_threshold_percent",
             "ck_users_region_known",
             "ck_users_budget_method_known",
@@ -173,6 +175,10 @@ def test_migrated_constraints_carry_the_naming_convention_names(bare_app: Flask)
         # PostgreSQL also reports the index behind each unique constraint.
         assert {i["name"] for i in indexes if not i.get("duplicates_constraint")} == {
             "ix_auth_sessions_user_id_created_at"
+        }
+        assert {c["name"] for c in inspector.get_check_constraints("transactions")} == {
+            "ck_transactions_amount_positive",
+            "ck_transactions_category_known",
         }
 
 
