@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import psycopg2
@@ -20,6 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from mita_app import budget as budget_service
 from mita_app import create_app
 from mita_app.audit import writer_of
 from mita_app.config import normalize_database_url
@@ -197,6 +199,19 @@ class AuthActions:
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)
+
+
+@pytest.fixture
+def budget_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
+    """Set the clock of budgets, days and the ledger (`mita_app.budget.utcnow`, their only
+    one): `budget_clock(datetime)`, aware."""
+
+    def set_to(instant: datetime) -> None:
+        if instant.tzinfo is None:
+            raise ValueError("the clock takes an aware datetime")
+        monkeypatch.setattr(budget_service, "utcnow", lambda: instant)
+
+    return set_to
 
 
 def events_of(app: Flask, event_type: str | None = None) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -10,7 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from mita_app.extensions import db
-from mita_app.models import User
+from mita_app.models import BudgetPlan, User
+from tests.budget_helpers import AppUser
 from tests.conftest import AuthActions
 
 # Every request of the app carries these (api_service.dart: contentType on the Dio instance).
@@ -293,3 +296,49 @@ def test_me_without_a_valid_token_is_401_never_500(client: FlaskClient) -> None:
         response = client.get("/api/users/me", headers=sent)
         assert response.status_code == 401, value
         assert response.headers["WWW-Authenticate"].startswith('Bearer realm="mita"')
+
+
+def test_a_new_income_or_savings_goal_rebuilds_this_months_plan_only(
+    app: Flask, client: FlaskClient, auth: AuthActions, budget_clock: Any
+) -> None:
+    budget_clock(datetime(2026, 11, 10, 15, tzinfo=UTC))
+    user = AppUser(client, auth)
+    with app.app_context():
+        # An October plan, made when October was current, must stay as it was.
+        account = db.session.scalar(select(User).order_by(User.created_at.desc()))
+        assert account is not None
+        account_id = account.id
+    user.onboard()
+    october = BudgetPlan(
+        user_id=account_id,
+        month=date(2026, 10, 1),
+        income=Decimal(5000),
+        fixed=Decimal(2150),
+        savings=Decimal(500),
+        discretionary=Decimal(2350),
+        lines=[],
+    )
+    with app.app_context():
+        db.session.add(october)
+        db.session.commit()
+
+    def month_total(month: int) -> int:
+        days = user.get(f"/api/calendar/saved/2026/{month}")["calendar"]
+        return sum(round(day["limit"] * 100) for day in days)
+
+    assert month_total(11) == 550000
+    assert user.send("PATCH", "/api/users/me", {"income": 7000.0}).status_code == 200
+    assert month_total(11) == 650000
+    assert user.send("PATCH", "/api/users/me", {"savings_goal": 1000.0}).status_code == 200
+    assert month_total(11) == 600000
+    # Income below fixed costs plus savings: the savings give way, the bills stay planned.
+    assert user.send("PATCH", "/api/users/me", {"income": 2500.0}).status_code == 200
+    assert month_total(11) == 215000
+    with app.app_context():
+        plans = db.session.scalars(
+            select(BudgetPlan).where(BudgetPlan.user_id == account_id).order_by(BudgetPlan.month)
+        ).all()
+        assert [(plan.month, plan.income, plan.savings) for plan in plans] == [
+            (date(2026, 10, 1), Decimal("5000.00"), Decimal("500.00")),
+            (date(2026, 11, 1), Decimal("2500.00"), Decimal("350.00")),
+        ]
