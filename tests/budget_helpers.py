@@ -62,9 +62,7 @@ class AppUser:
         }
 
     def send(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
-        return self.client.open(
-            path, method=method, headers={**self.headers, **headers}, json=body
-        )
+        return self.client.open(path, method=method, headers={**self.headers, **headers}, json=body)
 
     def get(self, path: str) -> Any:
         """GET `path`, asserting 200; its `data`."""

@@ -22,8 +22,9 @@ month sum exactly to the plan, with no rounding drift.
 
 **Rebalancing** (`rebalance`). Days are walked in order. When a budget category's spending on a
 day exceeds its limit, the overspend is covered, tier by tier, from:
-1. the same category's fixed money on other days that is still unspent (a bill paid on the 3rd
-   instead of the 1st takes the 1st's money with it);
+1. the same category's fixed money on other days that those days have not spent (a bill paid
+   on the 3rd instead of the 1st takes the 1st's money with it; a day's spending in the
+   category pays its own bill first);
 2. the same category's flexible money on later days;
 3. other flexible categories' money on later days;
 spread over each tier's donors in proportion to what they can give. A donor gives at most half
@@ -313,8 +314,11 @@ def rebalance(base: Grid, spent: Sequence[Mapping[Category, int]]) -> Balanced:
         return result.limit[day].get(category, 0) - result.spent[day].get(category, 0)
 
     def fixed_room(day: int, category: Category) -> int:
+        # A day's spending in the category pays its bill first: only an unpaid bill's money
+        # can follow the bill to the day it was paid.
         cell = base[day].get(category, Cell())
-        room = cell.fixed - gave_fixed.get((day, category), 0)
+        spent = result.spent[day].get(category, 0)
+        room = cell.fixed - gave_fixed.get((day, category), 0) - spent
         return max(0, min(room, unspent(day, category)))
 
     def flexible_room(day: int, category: Category) -> int:
