@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -24,7 +24,7 @@ from .extensions import db
 from .models import BudgetPlan, Transaction, User
 from .models.base import utcnow
 
-__all__ = ["MonthBudget", "month_budget", "plan_of", "today_of", "utcnow"]
+__all__ = ["MonthBudget", "month_budget", "month_budgets", "plan_of", "today_of", "utcnow"]
 
 
 def today_of(user: User) -> date:
@@ -103,8 +103,13 @@ def plan_of(user: User, month: date) -> BudgetPlan | None:
     stored = db.session.scalar(
         select(BudgetPlan).where(BudgetPlan.user_id == user.id, BudgetPlan.month == month)
     )
-    if stored is not None or not user.has_onboarded:
-        return stored
+    return stored if stored is not None else _unstored_plan(user, month)
+
+
+def _unstored_plan(user: User, month: date) -> BudgetPlan | None:
+    """`plan_of` for a month with no stored plan."""
+    if not user.has_onboarded:
+        return None
     if user.onboarded_at is not None and month < first_of(
         local_date(user.timezone, user.onboarded_at)
     ):
@@ -235,3 +240,55 @@ def month_budget(user: User, year: int, month: int) -> MonthBudget:
     spent_by_day = spending(user, days[0], days[-1])
     spent = [spent_by_day.get(day, {}) for day in days]
     return MonthBudget(first, plan, grid, engine.rebalance(grid, spent))
+
+
+def month_budgets(user: User, first: date, last: date) -> list[MonthBudget]:
+    """`month_budget` of every month from `first`'s to `last`'s, with one query for their
+    stored plans and one for their spending (a plan still to be made costs `plan_of`'s)."""
+    months = [first_of(first)]
+    while months[-1] < first_of(last):
+        months.append(first_of(months[-1] + timedelta(days=31)))
+    stored = {
+        plan.month: plan
+        for plan in db.session.scalars(
+            select(BudgetPlan).where(BudgetPlan.user_id == user.id, BudgetPlan.month.in_(months))
+        )
+    }
+    plans = {month: stored.get(month) or _unstored_plan(user, month) for month in months}
+    days = [day for month in months for day in engine.month_days(month.year, month.month)]
+    spent_by_day = spending(user, days[0], days[-1])
+    result = []
+    for month, plan in plans.items():
+        grid = engine.month_grid(plan_lines(plan) if plan else [], month.year, month.month)
+        spent = [spent_by_day.get(day, {}) for day in engine.month_days(month.year, month.month)]
+        result.append(MonthBudget(month, plan, grid, engine.rebalance(grid, spent)))
+    return result
+
+
+@dataclass(frozen=True)
+class Impact:
+    """What one expense already in the ledger does to its month, against the same month without
+    it: the cents moved to its day's budget category to cover it, and whether it left any
+    overspend that no other money covers."""
+
+    covered: int
+    fully_covered: bool
+
+    @property
+    def rebalanced(self) -> bool:
+        """Money moved for it (an overspend nothing could cover moved none)."""
+        return self.covered > 0
+
+
+def impact_of(user: User, day: date, category: str, cents: int) -> Impact:
+    """The `Impact` of an expense of `cents` in `category` on the local `day`, which the ledger
+    (as this session sees it) already holds."""
+    month = month_budget(user, day.year, day.month)
+    i, cell = month.index(day), budget_category(category)
+    with_it = month.balanced
+    spent = [dict(by_category) for by_category in with_it.spent]
+    spent[i][cell] = spent[i].get(cell, 0) - cents
+    without = engine.rebalance(month.grid, spent)
+    covered = with_it.received[i].get(cell, 0) - without.received[i].get(cell, 0)
+    left = with_it.uncovered(i, cell) - without.uncovered(i, cell)
+    return Impact(covered=max(0, covered), fully_covered=left <= 0)

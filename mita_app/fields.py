@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import zoneinfo
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
+from .domain.days import parse_iso_day
 from .validation import SafeStr
 
 # ISO 3166-1 alpha-2, officially assigned codes.
@@ -109,3 +111,32 @@ def _currency(value: str) -> str:
 
 
 CurrencyCode = Annotated[SafeStr, AfterValidator(_currency)]
+
+
+# An ISO 8601 time: seconds and a fraction of up to 6 digits optional, `Z` or an offset optional.
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?")
+_OFFSET = re.compile(r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?")
+WHEN_FORMAT = (
+    "must be an ISO 8601 time with Z or an offset (2026-11-28T21:47:03.123Z), a local time "
+    "without one, or a day as YYYY-MM-DD"
+)
+
+
+def _when(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_iso_day(value)
+        except ValueError:
+            pass
+        time = _TIME.match(value)
+        if time and _OFFSET.fullmatch(value, time.end()):
+            try:
+                return dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+    raise ValueError(WHEN_FORMAT)
+
+
+# A moment as the app sends one: an instant (aware), a local time (naive) or a local day
+# (`domain.days.instant` turns each into an instant in the user's zone).
+When = Annotated[dt.datetime | dt.date, BeforeValidator(_when)]

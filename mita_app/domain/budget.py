@@ -50,6 +50,9 @@ from .categories import FLEXIBLE, ORDER, Category
 
 Kind = Literal["fixed", "flexible"]
 Status = Literal["green", "yellow", "red"]
+# The words the app's budget screens know (daily_budget_screen.dart) for the same three.
+StatusWord = Literal["good", "warning", "over"]
+STATUS_WORDS: dict[Status, StatusWord] = {"green": "good", "yellow": "warning", "red": "over"}
 Level = Literal["safe", "caution", "warning", "danger", "blocked"]
 
 # Onboarding's fixed-expense names -> (the budget category they are spent under, default due day).
@@ -186,25 +189,12 @@ def flexible_weights(habits: Mapping[str, int]) -> dict[Category, Fraction]:
     return weights
 
 
-def build_plan(
-    income: int,
-    fixed: Mapping[str, int],
-    savings: int,
-    habits: Mapping[str, int] | None = None,
-    due_days: Mapping[str, int] | None = None,
-    *,
-    strict: bool = True,
-) -> Plan:
-    """The month's plan from the onboarding answers, all amounts in cents. Fixed costs and
-    savings above the income raise `OverCommitted`; with `strict=False` (a later month, after
-    the income dropped) the savings give way first, then the discretionary money is 0."""
-    fixed_total = sum(fixed.values())
-    if fixed_total + savings > income:
-        if strict:
-            raise OverCommitted(income, fixed_total, savings)
-        savings = max(0, income - fixed_total)
-    discretionary = max(0, income - fixed_total - savings)
-    lines = [
+def fixed_lines(
+    fixed: Mapping[str, int], due_days: Mapping[str, int] | None = None
+) -> list[PlanLine]:
+    """Onboarding's fixed costs (names of `FIXED_EXPENSES`, cents) as plan lines on their due
+    days (the user's, else the name's default)."""
+    return [
         PlanLine(
             category=FIXED_EXPENSES[name][0],
             kind="fixed",
@@ -215,15 +205,48 @@ def build_plan(
         for name, cents in fixed.items()
         if cents > 0
     ]
-    weights = flexible_weights(habits or {})
-    categories = [category for category in FLEXIBLE if weights.get(category, 0) > 0]
-    parts = apportion(discretionary, [weights[category] for category in categories])
-    lines += [
+
+
+def plan(
+    income: int,
+    fixed: Sequence[PlanLine],
+    savings: int,
+    shares: Mapping[Category, Fraction],
+    *,
+    strict: bool = True,
+) -> Plan:
+    """A month's plan, in cents: the `fixed` lines, the savings set aside, and the rest shared
+    among the flexible categories by `shares` (normalised; largest remainder). Fixed costs and
+    savings above the income raise `OverCommitted`; with `strict=False` (a later month, after
+    the income dropped) the savings give way first, then the discretionary money is 0."""
+    fixed_total = sum(line.cents for line in fixed)
+    if fixed_total + savings > income:
+        if strict:
+            raise OverCommitted(income, fixed_total, savings)
+        savings = max(0, income - fixed_total)
+    discretionary = max(0, income - fixed_total - savings)
+    categories = [category for category in FLEXIBLE if shares.get(category, 0) > 0]
+    parts = apportion(discretionary, [shares[category] for category in categories])
+    flexible = [
         PlanLine(category=category, kind="flexible", cents=cents, source=category)
         for category, cents in zip(categories, parts, strict=True)
         if cents > 0
     ]
-    return Plan(income, fixed_total, savings, discretionary, tuple(lines))
+    return Plan(income, fixed_total, savings, discretionary, (*fixed, *flexible))
+
+
+def build_plan(
+    income: int,
+    fixed: Mapping[str, int],
+    savings: int,
+    habits: Mapping[str, int] | None = None,
+    due_days: Mapping[str, int] | None = None,
+    *,
+    strict: bool = True,
+) -> Plan:
+    """The month's plan from the onboarding answers, all amounts in cents (see `plan`)."""
+    lines = fixed_lines(fixed, due_days)
+    return plan(income, lines, savings, flexible_weights(habits or {}), strict=strict)
 
 
 # The month's days -------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ONE_DAY = timedelta(days=1)
+DAY_ONLY_AT = time(12)  # a moment given as a day alone is that local day's noon
 
 
 @functools.lru_cache(maxsize=1024)
@@ -33,6 +34,16 @@ def local_date(timezone_name: str | None, instant: datetime) -> date:
     if instant.tzinfo is None:
         raise ValueError("a naive datetime has no day in any zone: pass an aware one")
     return instant.astimezone(zone(timezone_name)).date()
+
+
+def instant(timezone_name: str | None, when: date | datetime) -> datetime:
+    """`when` as a UTC instant: an aware time as it is, a naive one as local time in the named
+    zone, a day alone as its local noon. OverflowError at the ends of the calendar."""
+    if not isinstance(when, datetime):
+        when = datetime.combine(when, DAY_ONLY_AT)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone(timezone_name))
+    return when.astimezone(UTC)
 
 
 def local_today(timezone_name: str | None, now: datetime) -> date:
