@@ -1,16 +1,10 @@
-"""What the budget tests share: a user sending the app's exact requests, the app's onboarding
-body, and the budget clock (`mita_app.budget.utcnow`, the one clock of plans, days and the
-ledger's local days)."""
+"""What the budget tests share: a user sending the app's exact requests and the app's onboarding
+body. The budget clock is conftest's `budget_clock` fixture."""
 
 from __future__ import annotations
 
 import copy
-from datetime import datetime
 from typing import Any
-
-import pytest
-
-from mita_app import budget as budget_service
 
 # The body the app's onboarding_finish_screen.dart builds (contract §3), exactly.
 ONBOARDING: dict[str, Any] = {
@@ -81,15 +75,3 @@ class AppUser:
         response = self.send("POST", "/api/transactions/", body)
         assert response.status_code in (200, 201), response.get_json()
         return response.get_json()["data"]
-
-
-@pytest.fixture
-def budget_clock(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Set the budget clock: `budget_clock(datetime)` (aware)."""
-
-    def set_to(instant: datetime) -> None:
-        if instant.tzinfo is None:
-            raise ValueError("the clock takes an aware datetime")
-        monkeypatch.setattr(budget_service, "utcnow", lambda: instant)
-
-    return set_to

@@ -27,7 +27,6 @@ from mita_app.domain.categories import CATEGORIES, budget_category
 from mita_app.domain.days import zone
 from mita_app.extensions import db
 from mita_app.models import User
-from tests.budget_helpers import budget_clock  # noqa: F401
 from tests.conftest import NO_POSTGRES, build_app, dispose, pg_connect
 from tests.gunicorn_server import migrated_postgres_database
 
@@ -272,7 +271,7 @@ def test_the_newest_hundred_expenses_come_from_the_users_index_backwards(year):
     assert scan["Actual Rows"] <= 110  # the page, and the next row to end its last spent_at
 
 
-def test_the_dashboard_and_the_calendar_read_only_through_indexes(year, budget_clock):  # noqa: F811
+def test_the_dashboard_and_the_calendar_read_only_through_indexes(year, budget_clock):
     budget_clock(NOW)
     with year["app"].app_context():
         user = db.session.get(User, year["user_id"])

@@ -29,8 +29,32 @@ class VersionedPaths:
 
 
 def init_app(app: Flask) -> None:
-    from . import auth, crash_reports, habits, password_reset, users
+    from . import (
+        affordability,
+        auth,
+        budget,
+        calendar,
+        crash_reports,
+        dashboard,
+        habits,
+        onboarding,
+        password_reset,
+        transactions,
+        users,
+    )
 
-    for module in (auth, password_reset, users, crash_reports, habits):
+    for module in (
+        auth,
+        password_reset,
+        users,
+        crash_reports,
+        habits,
+        dashboard,
+        affordability,
+        onboarding,
+        calendar,
+        budget,
+        transactions,
+    ):
         app.register_blueprint(module.bp)
     app.wsgi_app = VersionedPaths(app.wsgi_app)  # type: ignore[method-assign]
