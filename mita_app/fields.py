@@ -61,6 +61,21 @@ def _timezone(value: str) -> str:
     return value
 
 
+def trimmed(max_length: int, *, required: bool = False) -> AfterValidator:
+    """Text without its surrounding whitespace, at most `max_length` characters after it;
+    `required`: not empty either."""
+
+    def check(value: str) -> str:
+        value = value.strip()
+        if required and not value:
+            raise ValueError("must not be empty")
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        return value
+
+    return AfterValidator(check)
+
+
 Email = Annotated[SafeStr, AfterValidator(_email)]
 Password = Annotated[SafeStr, Field(min_length=8, max_length=128)]
 CountryCode = Annotated[SafeStr, AfterValidator(_country)]

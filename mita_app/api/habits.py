@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Response
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     Field,
@@ -27,6 +26,7 @@ from .. import habits as service
 from ..auth import current_user, login_required
 from ..domain.days import parse_iso_day
 from ..domain.habits import EARLIEST_DAY, Frequency
+from ..fields import trimmed
 from ..validation import SafeStr, Schema, body, ok, query, returns
 
 bp = Blueprint("habits", __name__, url_prefix="/api/habits")
@@ -34,18 +34,6 @@ bp = Blueprint("habits", __name__, url_prefix="/api/habits")
 NOT_FOUND = "No such habit of the caller's (or a malformed id)"
 TITLE_MAX = 200
 DESCRIPTION_MAX = 2000
-
-
-def _trimmed(max_length: int, *, required: bool) -> AfterValidator:
-    def check(value: str) -> str:
-        value = value.strip()
-        if required and not value:
-            raise ValueError("must not be empty")
-        if len(value) > max_length:
-            raise ValueError(f"must be at most {max_length} characters")
-        return value
-
-    return AfterValidator(check)
 
 
 def _local_day(value: Any) -> dt.date:
@@ -60,8 +48,8 @@ def _local_day(value: Any) -> dt.date:
     return day
 
 
-Title = Annotated[SafeStr, _trimmed(TITLE_MAX, required=True)]
-Description = Annotated[SafeStr, _trimmed(DESCRIPTION_MAX, required=False)]
+Title = Annotated[SafeStr, trimmed(TITLE_MAX, required=True)]
+Description = Annotated[SafeStr, trimmed(DESCRIPTION_MAX)]
 LocalDay = Annotated[dt.date, BeforeValidator(_local_day)]
 # Rates are Decimals rounded by the rules, sent as JSON numbers (the app casts them to double).
 Rate = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]

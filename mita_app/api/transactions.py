@@ -27,7 +27,7 @@ from ..auth import current_user, login_required
 from ..domain import budget as engine
 from ..domain.categories import Category
 from ..errors import ValidationFailed
-from ..fields import Money, MoneyOut, When
+from ..fields import Money, MoneyOut, When, trimmed
 from ..validation import SafeStr, Schema, body, json_body, ok, query, returns
 
 bp = Blueprint("transactions", __name__, url_prefix="/api/transactions")
@@ -39,27 +39,15 @@ KEY_MAX = 255
 MAX_AMOUNT = 100_000
 
 
-def _text(max_length: int, *, required: bool = False) -> AfterValidator:
-    def check(value: str) -> str:
-        value = value.strip()
-        if required and not value:
-            raise ValueError("must not be empty")
-        if len(value) > max_length:
-            raise ValueError(f"must be at most {max_length} characters")
-        return value
-
-    return AfterValidator(check)
-
-
 def _absent_if_empty(value: Any) -> Any:
     return None if value == "" else value
 
 
 Amount = Annotated[Money, Field(gt=0, le=MAX_AMOUNT)]
-Description = Annotated[SafeStr, _text(500)]
-Notes = Annotated[SafeStr, _text(2000)]
-Place = Annotated[SafeStr, _text(200), AfterValidator(lambda text: text or None)]  # "": none
-Tags = Annotated[list[Annotated[SafeStr, _text(50, required=True)]], Field(max_length=20)]
+Description = Annotated[SafeStr, trimmed(500)]
+Notes = Annotated[SafeStr, trimmed(2000)]
+Place = Annotated[SafeStr, trimmed(200), AfterValidator(lambda text: text or None)]  # "": none
+Tags = Annotated[list[Annotated[SafeStr, trimmed(50, required=True)]], Field(max_length=20)]
 # Defaults of the optional fields; a null is the default too (the app sends null for "none").
 DEFAULTS: dict[str, Any] = {
     "description": "",
