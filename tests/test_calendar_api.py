@@ -337,3 +337,27 @@ def test_the_calendar_needs_a_token(client: FlaskClient) -> None:
         response = client.open(path, method=method, json=SHELL, headers={"Authorization": ""})
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith('Bearer realm="mita"')
+
+
+def test_editing_and_deleting_expenses_recompute_the_month_from_the_ledger(
+    user: AppUser,
+) -> None:
+    user.onboard()
+    pristine = calendar(user, 2026, 11)
+    small = user.spend(10.0, "groceries", app_instant(date(2026, 11, 2), 9))
+    with_small = calendar(user, 2026, 11)
+    big = user.spend(150.0, "dining", app_instant(date(2026, 11, 2), 13))
+    assert big["rebalanced"] is True
+    assert calendar(user, 2026, 11) != with_small
+
+    # Edited down to a cent it needs no cover: every day's limit is back to what it was with
+    # the small one alone; deleted, the calendar is exactly that again.
+    path = f"/api/transactions/{big['id']}"
+    assert user.send("PUT", path, {"amount": 0.01}).status_code == 200
+    assert [cents(d["limit"]) for d in calendar(user, 2026, 11)] == [
+        cents(d["limit"]) for d in with_small
+    ]
+    assert user.send("DELETE", path).status_code == 200
+    assert calendar(user, 2026, 11) == with_small
+    assert user.send("DELETE", f"/api/transactions/{small['id']}").status_code == 200
+    assert calendar(user, 2026, 11) == pristine
