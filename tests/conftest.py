@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -18,7 +19,7 @@ import psycopg2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
 from mita_app import budget as budget_service
@@ -199,6 +200,26 @@ class AuthActions:
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)
+
+
+@contextlib.contextmanager
+def sql_statements(app: Flask) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements, with their parameters, this thread sends through the app's engine
+    while the block runs."""
+    seen: list[tuple[str, Any]] = []
+    me = threading.get_ident()
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if threading.get_ident() == me:
+            seen.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

@@ -16,13 +16,13 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.budget_helpers import AppUser
-from tests.conftest import AuthActions
-from tests.test_dashboard_api import NOV_18, onboarded, spend, statements
+from tests.budget_helpers import AppUser, ledger_expense, onboarded
+from tests.conftest import AuthActions, sql_statements
 
 PATH = "/api/transactions/check-affordability"
 BODY = {"category": "food", "amount": 12.5, "date": "2026-11-18T21:47:03.123"}
 FOOD = 3297  # cents, on 18 November
+NOV_18 = datetime.fromisoformat("2026-11-18T15:00:00+00:00")  # 10:00 in New York
 COVERABLE = "669.66"  # what the month's later days can give to the 18th
 NUMBERS = (
     "amount",
@@ -79,7 +79,7 @@ def test_each_level_turns_at_its_share_of_the_days_limit(
 ) -> None:
     budget_clock(NOV_18)
     user, _ = onboarded(client, auth)
-    with statements(app) as seen:
+    with sql_statements(app) as seen:
         check(user, "food", 1)
     assert len(seen) == 3, seen  # the caller, the month's plan, its spending
     # (cents, level, percentage_used), the amounts from the limit: 69 %, then each side of
@@ -183,9 +183,9 @@ def test_spending_in_a_child_counts_against_its_parent_and_alternatives_have_roo
     budget_clock(NOV_18)
     user, user_id = onboarded(client, auth)
     other, other_id = onboarded(client, auth)
-    spend(app, user_id, "40.00", "groceries", "2026-11-18T14:00:00+00:00")
-    spend(app, other_id, "30.00", "food", "2026-11-18T14:00:00+00:00")
-    spend(app, other_id, "16.00", "transportation", "2026-11-18T14:00:00+00:00")
+    ledger_expense(app, user_id, "40.00", "groceries", "2026-11-18T14:00:00+00:00")
+    ledger_expense(app, other_id, "30.00", "food", "2026-11-18T14:00:00+00:00")
+    ledger_expense(app, other_id, "16.00", "transportation", "2026-11-18T14:00:00+00:00")
 
     # 7.03 over the food budget, covered from later days: the 18th's food limit is now 40.00.
     assert check(user, "dining", 10) == {
@@ -240,7 +240,7 @@ def test_a_los_angeles_user_at_2330_on_the_months_last_day_checks_that_day(
 ) -> None:
     budget_clock(NOV_18)
     user, user_id = onboarded(client, auth, timezone="America/Los_Angeles")
-    spend(app, user_id, "5.00", "food", "2026-12-01T07:00:00+00:00")  # 23:00 on the 30th
+    ledger_expense(app, user_id, "5.00", "food", "2026-12-01T07:00:00+00:00")  # 23:00 on the 30th
     budget_clock(datetime.fromisoformat("2026-12-01T07:30:00+00:00"))  # 23:30 on the 30th
 
     for when in (
@@ -288,7 +288,7 @@ def test_a_user_without_a_budget_may_always_spend(
     budget_clock(NOV_18)
     user = AppUser(client, auth)
     user_id = uuid.UUID(user.get("/api/users/me")["id"])
-    spend(app, user_id, "7.00", "dining", "2026-11-18T12:00:00+00:00")
+    ledger_expense(app, user_id, "7.00", "dining", "2026-11-18T12:00:00+00:00")
 
     assert check(user, "food", 12.5, date="2026-11-18T10:00:00.000") == {
         "warning_level": "safe",

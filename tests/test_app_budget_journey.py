@@ -8,18 +8,16 @@ ledger the app itself wrote.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from mita_app.domain.categories import CATEGORIES
 from tests.app_client import App
-from tests.budget_helpers import ONBOARDING
+from tests.budget_helpers import NEW_YORK, ONBOARDING, app_instant, cents
 from tests.gunicorn_server import Server, migrated_postgres_database, running_gunicorn
 
-ZONE = ZoneInfo("America/New_York")
 ADD_EXPENSE_CATEGORIES = CATEGORIES[:9]  # the add-expense screen's: the vocabulary's first
 
 
@@ -32,17 +30,6 @@ def server(pg_url: str, tmp_path: Path) -> Iterator[Server]:
         ) as gunicorn,
     ):
         yield gunicorn
-
-
-def cents(value: float) -> int:
-    assert isinstance(value, int | float), value
-    return round(value * 100)
-
-
-def app_instant(day: date, hour: int) -> str:
-    """What transaction_model.dart sends: the local moment in UTC, milliseconds and `Z`."""
-    local = datetime.combine(day, time(hour, 15, 30, 123000), ZONE)
-    return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def data(response: object) -> object:
@@ -60,7 +47,7 @@ def test_the_apps_budget_session(server: Server) -> None:
         "timezone": "America/New_York",
     }
     app.take_tokens(app.call("POST", "/auth/register", register))
-    today = datetime.now(ZONE).date()
+    today = datetime.now(NEW_YORK).date()
 
     # Before onboarding the dashboard's calls answer empty, never an error.
     assert data(app.call("GET", "/budget/daily")) == []

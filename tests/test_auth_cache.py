@@ -10,17 +10,14 @@ import random
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
 
 from mita_app.auth import accounts as users
 from mita_app.auth import guard
 from mita_app.auth.guard import EXTENSION_KEY, AuthCache, TokenCheck
-from mita_app.extensions import db
-from tests.conftest import AuthActions
+from tests.conftest import AuthActions, sql_statements
 
 TTL = 5.0
 
@@ -46,23 +43,6 @@ def with_fake_clock(app):
     return clock
 
 
-@contextmanager
-def counted_statements(app):
-    """Every SQL statement the app's engine sends while the block runs."""
-    statements = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def session_of(client, token):
     return client.get("/api/auth/session", headers=AuthActions.bearer(token))
 
@@ -85,20 +65,20 @@ def test_steady_requests_cost_one_query_per_ttl(app_factory):
     client = app.test_client()
     token = AuthActions(client).register()["access_token"]
 
-    with counted_statements(app) as statements:
+    with sql_statements(app) as statements:
         for _ in range(20):
             assert_accepted(client, token)
     assert len(statements) == 1
-    assert "auth_sessions" in statements[0]
+    assert "auth_sessions" in statements[0][0]
 
     clock.advance(TTL - 0.01)
-    with counted_statements(app) as statements:
+    with sql_statements(app) as statements:
         for _ in range(20):
             assert_accepted(client, token)
     assert statements == []
 
     clock.advance(0.02)
-    with counted_statements(app) as statements:
+    with sql_statements(app) as statements:
         for _ in range(20):
             assert_accepted(client, token)
     assert len(statements) == 1
@@ -109,7 +89,7 @@ def test_cache_ttl_zero_queries_the_database_on_every_request(app_factory):
     client = app.test_client()
     token = AuthActions(client).register()["access_token"]
 
-    with counted_statements(app) as statements:
+    with sql_statements(app) as statements:
         for _ in range(20):
             assert_accepted(client, token)
     assert len(statements) == 20
@@ -141,7 +121,7 @@ def test_a_cached_token_is_rejected_once_it_expires(app_factory, monkeypatch):
             return datetime.now(tz) + timedelta(seconds=901)
 
     monkeypatch.setattr(guard, "datetime", AfterExpiry)
-    with counted_statements(app) as statements:
+    with sql_statements(app) as statements:
         response = session_of(client, token)
     assert statements == []  # answered from the cache, and still refused
     assert response.status_code == 401

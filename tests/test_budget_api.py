@@ -3,17 +3,16 @@ screens read them."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
 
-from tests.budget_helpers import AppUser
+from tests.budget_helpers import AppUser, app_instant, cents
 from tests.conftest import AuthActions
 
-NEW_YORK = ZoneInfo("America/New_York")
 NOV_2 = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York
 ROUTES = ("/api/budget/daily", "/api/budget/spent", "/api/budget/remaining")
 EMPTY_LIVE = {
@@ -28,18 +27,6 @@ EMPTY_LIVE = {
     "remaining_month": 0,
     "on_track": True,
 }
-
-
-def cents(value: float) -> int:
-    assert isinstance(value, int | float), value
-    assert not isinstance(value, bool), value
-    return round(value * 100)
-
-
-def app_instant(day: date, hour: int, minute: int = 0, zone: ZoneInfo = NEW_YORK) -> str:
-    """What the app sends as `spent_at`: the local moment in UTC, with milliseconds and Z."""
-    local = datetime.combine(day, time(hour, minute, 7, 250000), zone)
-    return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @pytest.fixture

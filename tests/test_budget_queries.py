@@ -9,7 +9,6 @@ run again under `EXPLAIN (ANALYZE, FORMAT JSON)` with their parameters.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import uuid
 from collections import defaultdict
@@ -20,14 +19,13 @@ from typing import Any, NamedTuple
 
 import pytest
 from psycopg2.extras import execute_values
-from sqlalchemy import event
 
 from mita_app import budget, dashboard, transactions
 from mita_app.domain.categories import CATEGORIES, budget_category
 from mita_app.domain.days import zone
 from mita_app.extensions import db
 from mita_app.models import User
-from tests.conftest import NO_POSTGRES, build_app, dispose, pg_connect
+from tests.conftest import NO_POSTGRES, build_app, dispose, pg_connect, sql_statements
 from tests.gunicorn_server import migrated_postgres_database
 
 pytestmark = pytest.mark.postgres
@@ -147,21 +145,6 @@ def year(postgres_url: str | None) -> Iterator[dict[str, Any]]:
             dispose(app)
 
 
-@contextlib.contextmanager
-def statements_run() -> Iterator[list[tuple[str, Any]]]:
-    """Every statement sent to the database inside the block, with its parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-
-
 def explain(statement: str, parameters: Any) -> dict[str, Any]:
     """The executed plan of a SELECT, as PostgreSQL's JSON (its top node)."""
     assert statement.lstrip().upper().startswith("SELECT"), statement
@@ -209,7 +192,7 @@ def test_a_months_spending_is_the_ledgers_and_reads_only_that_users_month(year):
 
     with year["app"].app_context():
         user = db.session.get(User, year["user_id"])
-        with statements_run() as seen:
+        with sql_statements(year["app"]) as seen:
             spent = budget.spending(user, first, last)
         # Derived from the ledger: groceries and dining under food, and so on.
         assert spent == {day: dict(by_category) for day, by_category in expected.items()}
@@ -235,7 +218,7 @@ def test_a_months_spending_is_the_ledgers_and_reads_only_that_users_month(year):
 def test_the_plan_lookup_is_one_row_by_the_unique_index(year):
     with year["app"].app_context():
         user = db.session.get(User, year["user_id"])
-        with statements_run() as seen:
+        with sql_statements(year["app"]) as seen:
             stored = budget.plan_of(user, NOVEMBER[0])
         assert stored is not None
         assert stored.month == NOVEMBER[0]
@@ -251,7 +234,7 @@ def test_the_plan_lookup_is_one_row_by_the_unique_index(year):
 def test_the_newest_hundred_expenses_come_from_the_users_index_backwards(year):
     with year["app"].app_context():
         user = db.session.get(User, year["user_id"])
-        with statements_run() as seen:
+        with sql_statements(year["app"]) as seen:
             page = transactions.list_page(user, limit=100)
         assert (len(page.entries), page.total) == (100, 3_000)
         plans = [explain(statement, parameters) for statement, parameters in seen]
@@ -275,9 +258,9 @@ def test_the_dashboard_and_the_calendar_read_only_through_indexes(year, budget_c
     budget_clock(NOW)
     with year["app"].app_context():
         user = db.session.get(User, year["user_id"])
-        with statements_run() as board_reads:
+        with sql_statements(year["app"]) as board_reads:
             board = dashboard.dashboard(user)
-        with statements_run() as calendar_reads:
+        with sql_statements(year["app"]) as calendar_reads:
             month = budget.month_budget(user, 2026, 11)
         assert board.today == date(2026, 11, 18)
         assert month.spent_through() == sum(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -13,10 +12,9 @@ from sqlalchemy import select
 
 from mita_app.extensions import db
 from mita_app.models import BudgetPlan
-from tests.budget_helpers import AppUser
+from tests.budget_helpers import AppUser, app_instant, cents
 from tests.conftest import AuthActions
 
-NEW_YORK = ZoneInfo("America/New_York")
 NOV_2 = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York
 FLEXIBLE = {
     "food",
@@ -44,18 +42,6 @@ SHELL = {
     "year": 2026,
     "month": 11,
 }
-
-
-def cents(value: float) -> int:
-    assert isinstance(value, int | float), value
-    assert not isinstance(value, bool), value
-    return round(value * 100)
-
-
-def app_instant(day: date, hour: int, minute: int = 0, zone: ZoneInfo = NEW_YORK) -> str:
-    """What the app sends as `spent_at`: the local moment in UTC, with milliseconds and Z."""
-    local = datetime.combine(day, time(hour, minute, 7, 250000), zone)
-    return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def calendar(user: AppUser, year: int, month: int) -> list[dict[str, Any]]:

@@ -8,24 +8,16 @@ the 5th, savings 500: 3350.00 a month of flexible money). In November 2026 (30 d
 
 from __future__ import annotations
 
-import contextlib
 import re
-import threading
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
-from mita_app.domain.days import local_date
-from mita_app.extensions import db
-from mita_app.models import Transaction, User
-from tests.budget_helpers import AppUser
-from tests.conftest import AuthActions
+from tests.budget_helpers import AppUser, ledger_expense, onboarded
+from tests.conftest import AuthActions, sql_statements
 
 NOV_18 = datetime.fromisoformat("2026-11-18T15:00:00+00:00")  # 10:00 in New York, a Wednesday
 DEC_2 = datetime.fromisoformat("2026-12-02T17:00:00+00:00")  # 12:00 in New York, a Wednesday
@@ -41,52 +33,6 @@ KEYS = {
     "monthly_budget",
     "monthly_spent",
 }
-
-
-def onboarded(client: FlaskClient, auth: AuthActions, **changes: Any) -> tuple[AppUser, uuid.UUID]:
-    user = AppUser(client, auth)
-    user.onboard(**changes)
-    return user, uuid.UUID(user.get("/api/users/me")["id"])
-
-
-def spend(
-    app: Flask, user_id: uuid.UUID, amount: str, category: str, when: str, **fields: Any
-) -> Any:
-    """A transaction in the ledger, on the local day of `when` in the user's time zone."""
-    instant = datetime.fromisoformat(when)
-    with app.app_context():
-        user = db.session.get(User, user_id)
-        assert user is not None
-        row = Transaction(
-            user_id=user_id,
-            amount=Decimal(amount),
-            category=category,
-            spent_at=instant,
-            spent_on=local_date(user.timezone, instant),
-            **fields,
-        )
-        db.session.add(row)
-        db.session.commit()
-        return row.id
-
-
-@contextlib.contextmanager
-def statements(app: Flask) -> Iterator[list[str]]:
-    """The SQL statements this thread sends while the block runs."""
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def count(*args: Any) -> None:
-        if threading.get_ident() == me:
-            seen.append(args[2])
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def is_number(value: Any) -> bool:
@@ -116,7 +62,9 @@ def test_the_dashboard_has_every_key_with_the_types_the_app_reads(
 ) -> None:
     budget_clock(NOV_18)
     user, user_id = onboarded(client, auth)
-    lunch = spend(app, user_id, "10.00", "dining", "2026-11-18T14:00:00+00:00", description="Lunch")
+    lunch = ledger_expense(
+        app, user_id, "10.00", "dining", "2026-11-18T14:00:00+00:00", description="Lunch"
+    )
 
     response = user.send("GET", "/api/dashboard")
 
@@ -189,8 +137,8 @@ def test_a_week_across_two_months_takes_each_day_from_its_own_month(
     budget_clock(NOV_18)
     user, user_id = onboarded(client, auth)
     # Monday 30 November: the month's last day, so nothing later can cover it.
-    spend(app, user_id, "112.63", "food", "2026-11-30T17:00:00+00:00")
-    spend(app, user_id, "5000.00", "shopping", "2026-12-02T16:00:00+00:00")
+    ledger_expense(app, user_id, "112.63", "food", "2026-11-30T17:00:00+00:00")
+    ledger_expense(app, user_id, "5000.00", "shopping", "2026-12-02T16:00:00+00:00")
     budget_clock(DEC_2)
 
     data = user.get("/api/dashboard")
@@ -229,12 +177,18 @@ def test_the_latest_ten_transactions_newest_first_and_only_the_callers(
     user, user_id = onboarded(client, auth)
     _, other_id = onboarded(client, auth)
     ids = [
-        spend(app, user_id, f"{n + 1}.25", "groceries", f"2026-11-{n + 3:02d}T20:00:00+00:00")
+        ledger_expense(
+            app, user_id, f"{n + 1}.25", "groceries", f"2026-11-{n + 3:02d}T20:00:00+00:00"
+        )
         for n in range(12)
     ]
-    spend(app, other_id, "99.00", "food", "2026-11-18T14:30:00+00:00", description="Not yours")
-    bus = spend(app, user_id, "2.75", "public_transport", "2026-11-18T12:00:00Z", merchant="MTA")
-    coffee = spend(
+    ledger_expense(
+        app, other_id, "99.00", "food", "2026-11-18T14:30:00+00:00", description="Not yours"
+    )
+    bus = ledger_expense(
+        app, user_id, "2.75", "public_transport", "2026-11-18T12:00:00Z", merchant="MTA"
+    )
+    coffee = ledger_expense(
         app, user_id, "4.50", "dining", "2026-11-17T04:30:00Z", description="  ", merchant="Cafe"
     )
 
@@ -302,14 +256,14 @@ def test_the_dashboard_reads_the_database_a_fixed_number_of_times(
     budget_clock(NOV_18)
     user, user_id = onboarded(client, auth)
     for n in range(40):
-        spend(app, user_id, "3.00", "food", f"2026-11-{n % 18 + 1:02d}T15:00:00+00:00")
+        ledger_expense(app, user_id, "3.00", "food", f"2026-11-{n % 18 + 1:02d}T15:00:00+00:00")
     user.get("/api/dashboard")  # the access token is checked once, then cached
 
-    with statements(app) as one_month:
+    with sql_statements(app) as one_month:
         user.get("/api/dashboard")
     budget_clock(DEC_2)
     user.get("/api/dashboard")  # December's plan is made on its first use
-    with statements(app) as two_months:
+    with sql_statements(app) as two_months:
         data = user.get("/api/dashboard")
 
     assert data["week"][0]["date"] == "2026-11-30"
@@ -329,7 +283,7 @@ def test_a_week_running_into_next_month_shows_its_plan_to_be(
     budget_clock(datetime.fromisoformat("2026-11-30T17:00:00+00:00"))  # Monday the 30th
     user.get("/api/dashboard")
 
-    with statements(app) as seen:
+    with sql_statements(app) as seen:
         data = user.get("/api/dashboard")
 
     assert data["week"][:3] == [

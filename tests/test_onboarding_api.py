@@ -17,17 +17,11 @@ from sqlalchemy import func, select
 from mita_app import budget
 from mita_app.extensions import db
 from mita_app.models import BudgetPlan, User
-from tests.budget_helpers import ONBOARDING, AppUser
+from tests.budget_helpers import ONBOARDING, AppUser, cents
 from tests.conftest import AuthActions, build_app, dispose
 from tests.races import gated_race
 
 NOV_2 = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York
-
-
-def cents(value: float) -> int:
-    assert isinstance(value, int | float), value
-    assert not isinstance(value, bool), value
-    return round(value * 100)
 
 
 def body(**changes: Any) -> dict[str, Any]:
