@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .extensions import db, migrate
@@ -40,6 +41,32 @@ def insert_or_skip(
             sqlite.insert(model).values(values).on_conflict_do_nothing(index_elements=conflict_on)
         )
     raise RuntimeError(f"mita needs PostgreSQL or SQLite, not {dialect}")
+
+
+Owned = TypeVar("Owned")
+
+
+def owned_id(text: str, not_found: Callable[[], Exception]) -> uuid.UUID:
+    """The id a path names; `not_found()` for a malformed one (the same answer as for a row
+    that is missing or another user's: nothing leaks)."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise not_found() from None
+
+
+def find_owned(
+    model: type[Owned], user_id: uuid.UUID, text: str, not_found: Callable[[], Exception]
+) -> Owned:
+    """The row of `model` (with `id` and `user_id` columns) that the id `text` names and that
+    belongs to `user_id`; `not_found()` for a malformed id, a missing row and another user's."""
+    columns = cast(Any, model)
+    row: Owned | None = db.session.scalar(
+        select(model).where(columns.id == owned_id(text, not_found), columns.user_id == user_id)
+    )
+    if row is None:
+        raise not_found()
+    return row
 
 
 def init_app(app: Flask) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 
-from .database import insert_or_skip
+from .database import find_owned, insert_or_skip
 from .domain import habits as rules
 from .domain.days import days_in, local_date, local_today
 from .errors import NotFound, ValidationFailed
@@ -69,16 +69,7 @@ def today_of(user: User) -> date:
 
 
 def _find(user: User, habit_id: str) -> Habit:
-    try:
-        key = uuid.UUID(habit_id)
-    except ValueError:
-        raise habit_not_found() from None
-    habit: Habit | None = db.session.scalar(
-        select(Habit).where(Habit.id == key, Habit.user_id == user.id)
-    )
-    if habit is None:
-        raise habit_not_found()
-    return habit
+    return find_owned(Habit, user.id, habit_id, habit_not_found)
 
 
 def _days_of(habit_id: uuid.UUID) -> list[date]:

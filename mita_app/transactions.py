@@ -35,6 +35,7 @@ from sqlalchemy import ColumnElement, CursorResult, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import budget
+from .database import find_owned, owned_id
 from .domain import budget as engine
 from .domain.categories import TREE, Category, members
 from .domain.days import ONE_DAY, instant, local_date, zone
@@ -195,16 +196,7 @@ def create(user: User, fields: dict[str, Any], body_hash: str, key: str | None) 
 
 
 def _find(user: User, transaction_id: str) -> Transaction:
-    try:
-        key = uuid.UUID(transaction_id)
-    except ValueError:
-        raise transaction_not_found() from None
-    row: Transaction | None = db.session.scalar(
-        select(Transaction).where(Transaction.id == key, Transaction.user_id == user.id)
-    )
-    if row is None:
-        raise transaction_not_found()
-    return row
+    return find_owned(Transaction, user.id, transaction_id, transaction_not_found)
 
 
 def get(user: User, transaction_id: str) -> Entry:
@@ -228,10 +220,7 @@ def update(user: User, transaction_id: str, changes: dict[str, Any]) -> Recorded
 def remove(user: User, transaction_id: str) -> uuid.UUID:
     """Delete an expense for good; its day's spending is summed without it from now on. Of two
     deletes at once, one answers 404."""
-    try:
-        key = uuid.UUID(transaction_id)
-    except ValueError:
-        raise transaction_not_found() from None
+    key = owned_id(transaction_id, transaction_not_found)
     budget.lock_user(user)  # never between an update's read and its write
     result = db.session.execute(
         delete(Transaction).where(Transaction.id == key, Transaction.user_id == user.id)
