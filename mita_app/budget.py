@@ -226,7 +226,7 @@ class MonthBudget:
 
     def affordability(self, day: date, category: str, amount: int) -> engine.Affordability:
         return engine.affordability(
-            self.grid, self.balanced.spent, self.index(day), budget_category(category), amount
+            self.balanced, self.index(day), budget_category(category), amount
         )
 
 

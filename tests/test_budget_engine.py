@@ -652,7 +652,7 @@ def test_affordability_levels_at_their_boundaries(spent, amount, level, percenta
     spending = empty_spending(NOVEMBER)
     if spent:
         spending[0] = {"food": spent}
-    answer = affordability(food_only(), spending, 0, "food", amount)
+    answer = affordability(rebalance(food_only(), spending), 0, "food", amount)
     assert answer.level == level
     assert answer.percentage == Decimal(percentage)
     assert (answer.limit, answer.spent, answer.amount) == (10_000, spent, amount)
@@ -663,22 +663,22 @@ def test_affordability_levels_at_their_boundaries(spent, amount, level, percenta
 
 
 def test_an_overage_no_later_day_can_cover_is_blocked():
-    last = affordability(food_only(), empty_spending(NOVEMBER), 29, "food", 10_001)
+    last = affordability(rebalance(food_only(), empty_spending(NOVEMBER)), 29, "food", 10_001)
     assert (last.level, last.overage, last.covered, last.fully_covered) == ("blocked", 1, 0, False)
     # The 29th: the 30th gives at most half its 100.00, so 60.00 over is covered 50.00 only.
-    partly = affordability(food_only(), empty_spending(NOVEMBER), 28, "food", 16_000)
+    partly = affordability(rebalance(food_only(), empty_spending(NOVEMBER)), 28, "food", 16_000)
     assert (partly.level, partly.overage, partly.covered) == ("blocked", 6_000, 5_000)
     assert partly.percentage == Decimal("160.0")
 
 
 def test_a_purchase_in_a_category_with_no_money_today():
     # Travel has no budget, but food's later days can cover it: danger, at 1000 %.
-    travel = affordability(food_only(), empty_spending(NOVEMBER), 0, "travel", 100)
+    travel = affordability(rebalance(food_only(), empty_spending(NOVEMBER)), 0, "travel", 100)
     assert (travel.level, travel.limit, travel.overage, travel.covered) == ("danger", 0, 100, 100)
     assert travel.percentage == Decimal("1000.0")
     # No plan at all: nothing can cover it.
     empty = month_grid([], *NOVEMBER)
-    blocked = affordability(empty, empty_spending(NOVEMBER), 0, "food", 100)
+    blocked = affordability(rebalance(empty, empty_spending(NOVEMBER)), 0, "food", 100)
     assert (blocked.level, blocked.limit, blocked.covered) == ("blocked", 0, 0)
     assert blocked.percentage == Decimal("1000.0")
 
@@ -687,9 +687,9 @@ def test_affordability_sees_the_day_after_rebalancing():
     # The 1st overspent by 50.00 took it from the later days: the 2nd has 98.27 now.
     spending = empty_spending(NOVEMBER)
     spending[0] = {"food": 15_000}
-    safe = affordability(food_and_fun(), spending, 1, "food", 6_878)  # 69.99 % of 98.27
+    safe = affordability(rebalance(food_and_fun(), spending), 1, "food", 6_878)  # 69.99 % of 98.27
     assert (safe.limit, safe.level) == (9_827, "safe")
-    assert affordability(food_and_fun(), spending, 1, "food", 6_879).level == "caution"
+    assert affordability(rebalance(food_and_fun(), spending), 1, "food", 6_879).level == "caution"
 
 
 # --- local days ---------------------------------------------------------------------------------

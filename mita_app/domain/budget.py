@@ -422,26 +422,20 @@ class Affordability:
         return (Decimal(capped.numerator) / Decimal(capped.denominator)).quantize(Decimal("0.1"))
 
 
-def affordability(
-    plan_grid: Grid,
-    spent: Sequence[Mapping[Category, int]],
-    day: int,
-    category: Category,
-    amount: int,
-) -> Affordability:
-    """How a purchase of `amount` cents in budget `category` on `day` (0-based) would sit:
-    safe below 70 % of the day's limit, caution below 80 %, warning below 90 %, danger up to
-    the limit or when rebalancing would cover all of the overage, blocked otherwise."""
-    now = rebalance(plan_grid, spent)
+def affordability(now: Balanced, day: int, category: Category, amount: int) -> Affordability:
+    """How a purchase of `amount` cents in budget `category` on `day` (0-based) would sit in
+    the month `now` (rebalanced as it stands): safe below 70 % of the day's limit, caution below
+    80 %, warning below 90 %, danger up to the limit or when rebalancing would cover all of the
+    overage, blocked otherwise."""
     limit = now.limit[day].get(category, 0)
     used = now.spent[day].get(category, 0)
     after = used + amount
     overage = max(0, after - limit)
     covered = 0
     if overage:
-        with_it = [dict(d) for d in spent]
-        with_it[day][category] = with_it[day].get(category, 0) + amount
-        covered = max(0, overage - rebalance(plan_grid, with_it).uncovered(day, category))
+        with_it = [dict(d) for d in now.spent]
+        with_it[day][category] = used + amount
+        covered = max(0, overage - rebalance(now.base, with_it).uncovered(day, category))
     ratio = Fraction(after, limit) if limit else Fraction(10 if after else 0)
     level: Level = "blocked"
     for threshold, name in LEVELS:
