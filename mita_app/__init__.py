@@ -26,7 +26,7 @@ def create_app(
     from .config import from_env
     from .extensions import limiter
 
-    app = Flask(__name__)
+    app = errors.App(__name__)
     os.makedirs(app.instance_path, exist_ok=True)
     default_db = "sqlite:///" + os.path.join(app.instance_path, "mita.db")
     app.config.update(from_env(env, default_database_url=default_db))

@@ -112,7 +112,9 @@ def engine_options(url: str, env: Mapping[str, str]) -> dict[str, Any]:
         connect_timeout = _int(env, "DB_CONNECT_TIMEOUT", 3, minimum=1)
         options["connect_args"] = {
             "connection_factory": deadline_connection(
-                connect_timeout, client_ms / 1000 if client_ms else None
+                connect_timeout,
+                client_ms / 1000 if client_ms else None,
+                _int(env, "DB_PING_TIMEOUT_MS", 500, minimum=1) / 1000,
             ),
             "connect_timeout": connect_timeout,
             "options": server_options,
@@ -298,6 +300,10 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "LOGIN_LOCKOUT_WINDOW": _int(env, "LOGIN_LOCKOUT_WINDOW", 900, minimum=1),
         "LOGIN_LOCKOUT_DURATION": _int(env, "LOGIN_LOCKOUT_DURATION", 900, minimum=1),
         "READY_TIMEOUT": _float(env, "READY_TIMEOUT", 1.0),
+        # After this many consecutive failures to reach the database, answer 503 at once and
+        # probe it in the background every DB_BREAKER_PROBE_INTERVAL seconds (0: never).
+        "DB_BREAKER_FAILURES": _int(env, "DB_BREAKER_FAILURES", 3),
+        "DB_BREAKER_PROBE_INTERVAL": _float(env, "DB_BREAKER_PROBE_INTERVAL", 1.0, minimum=0.05),
         "RETRY_AFTER": _int(env, "RETRY_AFTER", 5, minimum=1),
         "TRUSTED_PROXY_COUNT": _int(env, "TRUSTED_PROXY_COUNT", 0),
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),

@@ -12,7 +12,10 @@ from typing import Any, TypeVar, cast
 from flask import Flask
 from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import ExceptionContext
 
+from . import database_breaker, pgwait
+from .errors import DATABASE_DOWN, note_database_failure
 from .extensions import db, migrate
 
 
@@ -21,6 +24,11 @@ def _enforce_foreign_keys(connection: Any, record: Any) -> None:
         cursor = connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
+
+
+def _remember_failure(context: ExceptionContext) -> None:
+    if isinstance(context.sqlalchemy_exception, DATABASE_DOWN):
+        note_database_failure(context.sqlalchemy_exception)
 
 
 def insert_or_skip(
@@ -79,5 +87,10 @@ def init_app(app: Flask) -> None:
         compare_type=True,
     )
     with app.app_context():
+        event.listen(db.engine, "handle_error", _remember_failure)
+        database_breaker.init_app(app, db.engine)
+        pre_ping = app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("pool_pre_ping")
+        if db.engine.dialect.name == "postgresql" and pre_ping:
+            pgwait.deadline_pings(db.engine)
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _enforce_foreign_keys)

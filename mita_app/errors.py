@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify
+from flask import Flask, Response, current_app, g, has_app_context, jsonify
+from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,43 @@ DATABASE_DOWN = (
     sa_exc.DisconnectionError,
 )
 
+_DATABASE_DOWN_NAMES = frozenset(kind.__name__ for kind in DATABASE_DOWN)
+
+
+def note_database_failure(error: BaseException) -> None:
+    """Remember that the database failed during this request (`database.py` calls this for
+    every such failure SQLAlchemy sees), so the answer is a 503 wherever the failure surfaces:
+    even wrapped in another exception, or swallowed and followed by another one."""
+    if has_app_context():
+        g.database_failure = error
+
+
+def database_failed(error: BaseException) -> bool:
+    """Whether `error` is, wraps or followed a failure of the database in this request."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, DATABASE_DOWN) or _failed_reading(cause):
+            return True
+        original = getattr(cause, "original_exception", None)  # Flask's InternalServerError
+        cause = original or cause.__cause__ or cause.__context__
+    return has_app_context() and "database_failure" in g
+
+
+def _failed_reading(error: BaseException) -> bool:
+    """pydantic, reading an attribute for a `from_attributes` model (an ORM attribute a commit
+    expired, say), keeps only "ClassName: message" of what the read raised. The pool's own
+    timeout is the one database failure SQLAlchemy reports to no event: this is where it shows."""
+    if not isinstance(error, ValidationError):
+        return False
+    return any(
+        item["type"] == "get_attribute_error"
+        and str(item.get("ctx", {}).get("error", "")).split(":", 1)[0] in _DATABASE_DOWN_NAMES
+        for item in error.errors(include_url=False, include_input=False)
+    )
+
+
 # Werkzeug's own errors (routing, body size, ...) under our codes.
 HTTP_CODES = {
     400: "bad_request",
@@ -208,6 +246,8 @@ def _mita_error(error: MitaError) -> Response:
 
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
+    if isinstance(error, InternalServerError) and database_failed(error):
+        return _database_down(error)  # raised by an after_request hook
     if status == 429:
         return _rate_limited(error)
     code = HTTP_CODES.get(status, "http_error")
@@ -229,6 +269,8 @@ def _database_down(error: Exception) -> Response:
 
 
 def _unexpected(error: Exception) -> Response:
+    if database_failed(error):
+        return _database_down(error)
     log.error("unhandled %s", type(error).__name__, exc_info=error)
     return error_response(500, "internal_error", MitaError.message)
 
@@ -239,6 +281,31 @@ def _retry_after_only_when_retrying(response: Response) -> Response:
     if response.status_code not in (429, 503):
         response.headers.pop("Retry-After", None)
     return response
+
+
+class App(Flask):
+    """Flask, with a failing teardown contained. Teardowns run once the answer is decided and
+    what it needed is committed: a failure there (the database going away as the session is
+    closed) is logged and the answer stands, instead of the server's own HTML error page."""
+
+    def do_teardown_request(self, *args: Any) -> None:
+        try:
+            super().do_teardown_request(*args)
+        except Exception as error:
+            _teardown_failed(error)
+
+    def do_teardown_appcontext(self, *args: Any) -> None:
+        try:
+            super().do_teardown_appcontext(*args)
+        except Exception as error:
+            _teardown_failed(error)
+
+
+def _teardown_failed(error: Exception) -> None:
+    if database_failed(error):
+        log.warning("database unavailable during teardown: %s", type(error).__name__)
+    else:
+        log.error("teardown failed: %s", type(error).__name__, exc_info=error)
 
 
 def init_app(app: Flask) -> None:

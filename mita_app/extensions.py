@@ -9,6 +9,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from .database_breaker import GuardedSession
+
 # Stable constraint names, so Alembic autogenerate produces the same migration everywhere.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -23,7 +25,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+db = SQLAlchemy(model_class=Base, session_options={"class_": GuardedSession})
 
 # The base class of every model. mypy cannot subclass `db.Model` (an instance attribute), so it
 # sees `Base`: at run time `db.Model` is Flask-SQLAlchemy's copy of `Base` (same metadata,

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from .audit import writer_of
 from .auth.guard import better_auth
+from .database_breaker import breaker_of
 from .errors import error_response
 from .extensions import db
 from .validation import ok
@@ -66,13 +67,16 @@ def health() -> Response:
 
 @bp.get("/ready")
 def ready() -> Response:
-    """200 while the database answers, else 503. `degraded` (still 200) while the audit writer
-    is retrying or the external auth server's breaker is not closed: the database decides."""
+    """200 while the database answers, else 503; either way with the state of the database's
+    breaker. `degraded` (still 200) while the audit writer is retrying or the external auth
+    server's breaker is not closed: the database decides."""
     probe: DatabaseProbe = current_app.extensions["mita.db_probe"]
     failure = probe.check(db.engine, current_app.config["READY_TIMEOUT"])
-    checks: dict[str, Any] = {"database": {"ok": True} if failure is None else {"ok": False}}
+    database: dict[str, Any] = {"ok": failure is None}
     if failure is not None:
-        checks["database"]["error"] = failure
+        database["error"] = failure
+    database["breaker"] = breaker_of(current_app).snapshot()
+    checks: dict[str, Any] = {"database": database}
     audit = checks["audit"] = writer_of(current_app).snapshot()
     audit["ok"] = not audit["retrying"]
     if current_app.config["AUTH_MODE"] == "better-auth":

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions as pg
+from sqlalchemy import Engine, event
 
 
 class DatabaseTimeout(psycopg2.OperationalError):
@@ -27,6 +28,10 @@ class DatabaseTimeout(psycopg2.OperationalError):
 class DeadlineConnection(pg.connection):
     connect_timeout: float | None = None
     statement_timeout: float | None = None
+    ping_timeout: float | None = None
+    # True from the moment the pool takes the connection back until it hands it out again:
+    # the first wait after that is the pool's pre-ping, which a live server answers at once.
+    idle_in_pool = False
 
     # psycopg2 passes `async` positionally (its stubs say keyword-only `async_`): pass it on.
     def __init__(self, dsn: str, *args: Any, **kwargs: Any) -> None:
@@ -36,20 +41,46 @@ class DeadlineConnection(pg.connection):
 
 
 def deadline_connection(
-    connect_timeout: float, statement_timeout: float | None
+    connect_timeout: float, statement_timeout: float | None, ping_timeout: float | None = None
 ) -> type[DeadlineConnection]:
-    """A connection class whose connect, and each statement, commit or rollback, wait at most
-    `connect_timeout` / `statement_timeout` seconds (None: no limit)."""
+    """A connection class whose connect, each statement, commit or rollback, and the pool's
+    pre-ping wait at most `connect_timeout` / `statement_timeout` / `ping_timeout` seconds
+    (None: no limit; no `ping_timeout`: the statement's)."""
     return type(
         "DeadlineConnection",
         (DeadlineConnection,),
-        {"connect_timeout": connect_timeout, "statement_timeout": statement_timeout},
+        {
+            "connect_timeout": connect_timeout,
+            "statement_timeout": statement_timeout,
+            "ping_timeout": statement_timeout if ping_timeout is None else ping_timeout,
+        },
     )
+
+
+def _returned(dbapi_connection: Any, record: Any) -> None:
+    if isinstance(dbapi_connection, DeadlineConnection):
+        dbapi_connection.idle_in_pool = True
+
+
+def _handed_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    if isinstance(dbapi_connection, DeadlineConnection):
+        dbapi_connection.idle_in_pool = False
+
+
+def deadline_pings(engine: Engine) -> None:
+    """Give the pool's pre-ping the connections' `ping_timeout`: on a server that froze while
+    the connection sat in the pool, a request waits that long, not a whole statement's deadline,
+    before the pool gives up on the connection (and tries a new one, within the connect
+    timeout)."""
+    event.listen(engine, "checkin", _returned)
+    event.listen(engine, "checkout", _handed_out)
 
 
 def wait_with_deadline(connection: pg.connection) -> None:
     if connection.status == pg.STATUS_SETUP:
         limit = getattr(connection, "connect_timeout", None)
+    elif getattr(connection, "idle_in_pool", False):
+        limit = getattr(connection, "ping_timeout", None)
     else:
         limit = getattr(connection, "statement_timeout", None)
     deadline = None if limit is None else time.monotonic() + limit

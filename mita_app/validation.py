@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar, cast
 from flask import Response, g, jsonify, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from .errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from .errors import BadRequest, UnsupportedMediaType, ValidationFailed, database_failed
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,6 +97,8 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
+        if database_failed(error):  # a validator met the database, and it was down
+            raise
         raise ValidationFailed(fields=field_errors(error)) from None
 
 

@@ -187,6 +187,41 @@ class PostgresCluster:
             self._check(result, "pg_ctl stop")
         raise RuntimeError(f"PostgreSQL server {pid} did not stop:\n{self.log_tail()}")
 
+    def processes(self) -> list[int]:
+        """The server and every process it started (its backends), from the process table."""
+        postmaster = self.postmaster_pid()
+        assert postmaster is not None, "the server is not running"
+        children = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(postmaster)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Down (a fast shutdown) while the block runs, then up again."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Every process of the server stopped with SIGSTOP while the block runs: connections
+        stay open and nothing answers, as on a host that hangs."""
+        pids = self.processes()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def _kill(self, pid: int) -> bool:
         """Last resort when pg_ctl could not stop it: immediate shutdown, then SIGKILL."""
         for sig, wait in ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0)):

@@ -109,7 +109,8 @@ def test_ready_answers_200_when_the_database_answers(client):
     assert response.status_code == 200
     data = response.get_json()["data"]
     assert data["status"] == "ok"
-    assert data["checks"]["database"] == {"ok": True}
+    assert data["checks"]["database"]["ok"] is True
+    assert data["checks"]["database"]["breaker"]["state"] == "closed"
     assert data["checks"]["audit"]["ok"] is True
 
 
