@@ -8,12 +8,14 @@ credential that fails its path gets 401; it never falls through to the other pat
 
 Good answers are cached (`AUTH_SESSION_CACHE_TTL`, never past the session's or token's end),
 bad ones briefly (`AUTH_NEGATIVE_CACHE_TTL`); concurrent requests with one uncached credential
-make one call (single flight). Every call goes through the circuit breaker; an auth server that
-is down, slow or talking nonsense gets the client a 503, never a 401.
+make one call (single flight). get-session and the JWKS each have a circuit breaker of their own,
+so a failing JWKS (or a client sending JWTs to provoke one) never turns sessions away; an auth
+server that is down, slow or talking nonsense gets the client a 503, never a 401.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 GET_SESSION = "/api/auth/get-session"
 SESSION_COOKIES = ("__Secure-better-auth.session_token", "better-auth.session_token")
+NO_JWKS = (404, 410)  # a JWKS that does not exist: the server issues no JWTs (not a failure)
 MAX_CREDENTIAL_LENGTH = 4096
 # What a session token (raw, or signed and URL-encoded) or a JWT can contain. Anything else is
 # refused before it is forwarded anywhere: a header we could not send would count as the
@@ -57,30 +60,24 @@ class BetterAuth:
         self.session_cookie: str = config["AUTH_SESSION_COOKIE"]
         self.issuer: str = config["AUTH_JWT_ISSUER"]
         self.audience: str = config["AUTH_JWT_AUDIENCE"]
-        self.breaker = CircuitBreaker(
-            "auth-server",
-            failure_threshold=config["AUTH_BREAKER_FAILURES"],
-            reset_timeout=config["AUTH_BREAKER_RESET"],
-            on_transition=self._record_transition,
-            probe=self._probe,
-        )
-        self.client = AuthServerClient(
-            config["AUTH_SERVER_URL"],
-            timeout=config["AUTH_SERVER_TIMEOUT"],
-            connect_timeout=config["AUTH_SERVER_CONNECT_TIMEOUT"],
-            breaker=self.breaker,
-        )
-        self.keys = (
-            SigningKeys(
-                self.client,
+        self.breaker = self._breaker("auth-server", config["AUTH_BREAKER_RESET"])
+        self.breaker.probe = self._probe
+        self.client = self._client(self.breaker)
+        self.keys: SigningKeys | None = None
+        if config["AUTH_JWKS_URL"]:
+            # Its pause is at least the refetch window: a failing JWKS, probe included, is
+            # asked at most once a window.
+            reset = max(config["AUTH_BREAKER_RESET"], config["AUTH_JWKS_MIN_REFRESH"])
+            breaker = self._breaker("auth-server-jwks", reset)
+            self.keys = SigningKeys(
+                self._client(breaker),
                 config["AUTH_JWKS_URL"],
                 algorithms=config["AUTH_JWT_ALGORITHMS"],
                 ttl=config["AUTH_JWKS_CACHE_TTL"],
                 min_refresh=config["AUTH_JWKS_MIN_REFRESH"],
+                absent_statuses=NO_JWKS,
             )
-            if config["AUTH_JWKS_URL"]
-            else None
-        )
+            breaker.probe = self.keys.probe
         self._flights: dict[bytes, Future[TokenCheck | Denied]] = {}
         self._flights_lock = threading.Lock()
 
@@ -113,11 +110,14 @@ class BetterAuth:
         self.cache.drop(_cache_key(*self.credential()))
 
     def snapshot(self) -> dict[str, Any]:
+        """For /ready: get-session's breaker, and the signing keys with the JWKS's breaker."""
         state = self.breaker.snapshot()
+        keys = self.keys.snapshot() if self.keys else None
         return {
-            "ok": state["state"] == "closed",
+            "ok": state["state"] == "closed"
+            and (keys is None or keys["breaker"]["state"] == "closed"),
             "breaker": state,
-            "signing_keys": self.keys.snapshot() if self.keys else None,
+            "signing_keys": keys,
         }
 
     # --- JWTs of the server's JWT plugin ----------------------------------------------------------
@@ -134,7 +134,7 @@ class BetterAuth:
             raise InvalidToken("The token names no signing key.")
         try:
             signing_key = self.keys.key(kid)
-        except (BreakerOpen, UpstreamFailure) as error:
+        except BreakerOpen as error:  # no key at hand, and none to be had now
             raise self._unavailable(error) from None
         try:
             # The algorithm is the key's, never the token's own say (no HS256-with-a-public-key);
@@ -234,7 +234,24 @@ class BetterAuth:
             expires_at if user.is_active else None,
         )
 
-    # --- the breaker ------------------------------------------------------------------------------
+    # --- the breakers -----------------------------------------------------------------------------
+
+    def _breaker(self, name: str, reset: float) -> CircuitBreaker:
+        return CircuitBreaker(
+            name,
+            failure_threshold=self.app.config["AUTH_BREAKER_FAILURES"],
+            reset_timeout=reset,
+            on_transition=functools.partial(self._record_transition, name),
+        )
+
+    def _client(self, breaker: CircuitBreaker) -> AuthServerClient:
+        config = self.app.config
+        return AuthServerClient(
+            config["AUTH_SERVER_URL"],
+            timeout=config["AUTH_SERVER_TIMEOUT"],
+            connect_timeout=config["AUTH_SERVER_CONNECT_TIMEOUT"],
+            breaker=breaker,
+        )
 
     def _unavailable(self, error: Exception) -> AuthServerUnavailable:
         if isinstance(error, BreakerOpen):
@@ -247,13 +264,15 @@ class BetterAuth:
         answers 200 null."""
         self.client.request(GET_SESSION, {"Accept": "application/json"}, _read_probe)
 
-    def _record_transition(self, previous: str, state: str, details: dict[str, Any]) -> None:
+    def _record_transition(
+        self, breaker: str, previous: str, state: str, details: dict[str, Any]
+    ) -> None:
         event = f"auth.breaker.{_BREAKER_EVENTS[state]}"
         if has_app_context():
-            audit.record(event, previous=previous, **details)
+            audit.record(event, previous=previous, breaker=breaker, **details)
         else:  # the probe's own thread
             with self.app.app_context():
-                audit.record(event, previous=previous, **details)
+                audit.record(event, previous=previous, breaker=breaker, **details)
 
 
 def _is_jwt(source: str, token: str) -> bool:

@@ -1,22 +1,53 @@
-"""The auth server's signing keys (its JWKS), fetched through the breaker and kept for a while.
+"""An issuer's signing keys (its JWKS), fetched through the client's breaker and kept a while.
 
-An unknown `kid` (the server rotated its key) triggers a refetch, at most one per
-`min_refresh` seconds, so a flood of tokens with made-up kids cannot make us hammer the server.
-Keys already known keep verifying tokens while the server is unreachable.
+Each look at the key set is remembered: the keys found are kept for `ttl` seconds; "there is no
+key set" (a status in `absent_statuses`: Better Auth without its JWT plugin answers 404) and a
+failed fetch are remembered for `min_refresh` seconds. Within that window a token naming a key
+we do not hold is answered from what the last look found, without a new one: a flood of tokens
+with made-up key ids costs at most one fetch per window, whatever the last look found.
+
+One look at a time (single flight): the request that needs it makes it, and requests that need
+its result wait for it, never past its deadline (the client's timeout). The lock covers only
+the bookkeeping, never the fetch, and a request whose key is known never waits for a look.
+Keys already known keep verifying tokens while the issuer is unreachable.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import jwt
 
 from ..errors import InvalidToken
 from .breaker import BreakerOpen, UpstreamFailure
 from .upstream import AuthServerClient
+
+log = logging.getLogger(__name__)
+
+HEADERS = {"Accept": "application/json"}
+WAIT_SLACK = 0.25  # how long past a look's deadline its waiters give it to report
+
+
+class KeysUnavailable(BreakerOpen):
+    """No look is made now (the last one failed, or the one under way ran out of time), and no
+    key we hold can verify the token: a 503 with `retry_after`, never a 401."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.args = (f"{reason}; next look in {retry_after:.1f} s",)
+
+
+class _Look:
+    """One fetch of the key set under way: its deadline, and how it ended."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline  # time.monotonic(), whatever clock the windows use
+        self.done = threading.Event()
+        self.refused: BreakerOpen | None = None  # the breaker did not let it out
 
 
 class SigningKeys:
@@ -28,6 +59,7 @@ class SigningKeys:
         algorithms: tuple[str, ...],
         ttl: float,
         min_refresh: float,
+        absent_statuses: tuple[int, ...] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
@@ -35,43 +67,122 @@ class SigningKeys:
         self.algorithms = algorithms
         self.ttl = ttl
         self.min_refresh = min_refresh
-        self.clock = clock
+        self.absent_statuses = absent_statuses
+        self.clock = clock  # of the windows (tests drive it by hand); deadlines are real time
+        self._lock = threading.Lock()  # the state below; never held while fetching
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._recheck_at = float("-inf")  # when the set is due for another look
-        self._tried_at: float | None = None  # the last look, whatever came of it
-        self._lock = threading.Lock()  # one look at a time; the others wait for its result
+        self._published: bool | None = None  # False: the last look found no key set at all
+        self._failure: str | None = None  # why the last look failed, if it did
+        self._looked_at: float | None = None  # when the last look began
+        self._due_at = float("-inf")  # when the set must be looked at again, whatever the kid
+        self._look: _Look | None = None
 
     def key(self, kid: str) -> jwt.PyJWK:
-        """The key `kid` names: from the cache, else after at most one refetch in the window."""
+        """The key `kid` names. InvalidToken (401) when the issuer has no such key, as far as
+        the last look tells; BreakerOpen (503) when that cannot be known now."""
         with self._lock:
             now = self.clock()
-            rotation_allowed = self._tried_at is None or now - self._tried_at >= self.min_refresh
-            if (
-                not self._keys
-                or now >= self._recheck_at
-                or (kid not in self._keys and rotation_allowed)
-            ):
-                self._fetch(now, kid)
+            known = self._keys.get(kid)
+            look = self._look
+            leading = look is None and (
+                now >= self._due_at or (known is None and self._may_look(now))
+            )
+            if leading:
+                look = self._look = _Look(time.monotonic() + self.client.timeout)
+        if known is not None and not leading:
+            return known  # good while a look is under way or not yet due
+        if look is not None:
+            if leading:
+                self._fetch(look, now)
+            elif not look.done.wait(max(0.0, look.deadline + WAIT_SLACK - time.monotonic())):
+                raise KeysUnavailable("the key set did not arrive in time", retry_after=1.0)
+        with self._lock:
             key = self._keys.get(kid)
-        if key is None:
-            raise InvalidToken("The token was signed with an unknown key.")
-        return key
+            if key is not None:
+                return key
+            if look is not None and look.refused is not None:
+                raise BreakerOpen(look.refused.retry_after)
+            self._missing(self.clock())
+
+    def probe(self) -> None:
+        """The breaker's trial when its pause ends (it guards the call itself): one look,
+        whose keys are kept."""
+        started = self.clock()
+        try:
+            found = self.client.request(self.url, HEADERS, self._read)
+        except UpstreamFailure as error:
+            with self._lock:
+                self._failed(started, error)
+            raise
+        with self._lock:
+            self._found(started, found)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"keys": sorted(self._keys)}
+        with self._lock:
+            state = {
+                "keys": sorted(self._keys),
+                "published": self._published,
+                "last_error": self._failure,
+            }
+        return {**state, "breaker": self.client.breaker.snapshot()}
 
-    def _fetch(self, now: float, kid: str) -> None:
-        self._tried_at = now
+    # --- one look ---------------------------------------------------------------------------------
+
+    def _may_look(self, now: float) -> bool:
+        """For a kid we do not hold: not while the last look's window lasts."""
+        return self._looked_at is None or now - self._looked_at >= self.min_refresh
+
+    def _fetch(self, look: _Look, started: float) -> None:
+        """Make the look and record what it found; its waiters are released whatever happens."""
+        answered, found, failure = False, None, None
         try:
-            self._keys = self.client.call(self.url, {"Accept": "application/json"}, self._read)
-            self._recheck_at = now + self.ttl
-        except (UpstreamFailure, BreakerOpen):
-            self._recheck_at = now + self.min_refresh
-            if kid not in self._keys:
-                raise  # no key to verify this token with: the caller answers 503, not 401
-            # else the keys we have stay good while the server is away
+            found = self.client.call(self.url, HEADERS, self._read)
+            answered = True
+        except BreakerOpen as error:
+            look.refused = error  # nothing was asked: nothing to remember
+        except UpstreamFailure as error:
+            failure = error
+            log.warning("signing keys at %s: %s", self.url, error)
+        finally:
+            with self._lock:
+                if answered:
+                    self._found(started, found)
+                elif failure is not None:
+                    self._failed(started, failure)
+                self._look = None
+            look.done.set()
 
-    def _read(self, status: int, document: Any) -> dict[str, jwt.PyJWK]:
+    def _found(self, started: float, keys: dict[str, jwt.PyJWK] | None) -> None:
+        """Record an answer: the keys, or (None) that the issuer publishes none."""
+        if keys is None:
+            if self._published is not False:
+                log.warning("signing keys at %s: none published; JWTs are refused", self.url)
+            self._published, self._due_at = False, started + self.min_refresh
+        else:
+            self._published, self._due_at = True, started + self.ttl
+        self._keys, self._failure, self._looked_at = keys or {}, None, started
+
+    def _failed(self, started: float, error: UpstreamFailure) -> None:
+        # The keys we hold stay good while the issuer is away.
+        self._failure = f"{type(error).__name__}: {error}"[:200]
+        self._looked_at, self._due_at = started, started + self.min_refresh
+
+    def _missing(self, now: float) -> NoReturn:
+        """What a kid we do not hold gets, from what the last look found."""
+        if self._looked_at is None:
+            raise KeysUnavailable("the key set has not been fetched yet", retry_after=1.0)
+        next_look = max(0.0, self._looked_at + self.min_refresh - now)
+        if self._failure is not None:  # whether the issuer has the key cannot be known
+            raise KeysUnavailable(self._failure, retry_after=next_look)
+        if self._published is False:
+            raise InvalidToken("The issuer publishes no signing keys: it issues no JWTs.")
+        raise InvalidToken("The token was signed with an unknown key.")
+
+    def _read(self, status: int, document: Any) -> dict[str, jwt.PyJWK] | None:
+        """The usable keys; None when the issuer says it has no key set (a success: nothing
+        failed); UpstreamFailure for anything else that holds no usable key."""
+        if status in self.absent_statuses:
+            return None
         if status != 200 or not isinstance(document, dict):
             raise UpstreamFailure(f"JWKS answered HTTP {status}")
         keys: dict[str, jwt.PyJWK] = {}
