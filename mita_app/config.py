@@ -253,6 +253,18 @@ def password_reset(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+# Longest REFRESH_REUSE_GRACE: a retry comes within seconds, and every second of grace is one in
+# which a stolen, just-rotated refresh token still works (Okta and Cognito allow at most 60 s).
+MAX_REFRESH_REUSE_GRACE = 300
+
+
+def _refresh_reuse_grace(env: Mapping[str, str]) -> int:
+    grace = _int(env, "REFRESH_REUSE_GRACE", 30)
+    if grace > MAX_REFRESH_REUSE_GRACE:
+        raise ConfigError(f"REFRESH_REUSE_GRACE must be <= {MAX_REFRESH_REUSE_GRACE}, got {grace}")
+    return grace
+
+
 def _secret_key(env: Mapping[str, str], production: bool) -> str:
     key = env.get("SECRET_KEY", "")
     if production:
@@ -294,6 +306,7 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "JWT_ISSUER": env.get("JWT_ISSUER", "mita"),
         "JWT_AUDIENCE": env.get("JWT_AUDIENCE", "mita-api"),
         "AUTH_CACHE_TTL": _float(env, "AUTH_CACHE_TTL", 5.0),
+        "REFRESH_REUSE_GRACE": _refresh_reuse_grace(env),
         "AUTH_CACHE_SIZE": _int(env, "AUTH_CACHE_SIZE", 10000, minimum=1),
         "PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD", "scrypt"),
         "LOGIN_LOCKOUT_THRESHOLD": _int(env, "LOGIN_LOCKOUT_THRESHOLD", 5, minimum=1),

@@ -130,8 +130,9 @@ def test_refresh_token_works_under_api_v1(client, auth):
 
 
 def test_both_refresh_paths_share_one_rotation_so_reuse_across_them_revokes_the_family(
-    client, auth
+    app, client, auth
 ):
+    app.config["REFRESH_REUSE_GRACE"] = 0  # a replay at once is reuse only without the grace
     first = auth.register()
     second = call(
         client, "POST", "/api/auth/refresh-token", {"refresh_token": first["refresh_token"]}

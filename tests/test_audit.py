@@ -90,6 +90,7 @@ def test_a_locked_and_a_disabled_account_are_recorded_as_such(app, client, auth,
 
 
 def test_refresh_rotation_reuse_and_failures_are_recorded(app, client, auth):
+    app.config["REFRESH_REUSE_GRACE"] = 0  # a replay at once is reuse only without the grace
     data = auth.register()
     assert post(client, "/api/auth/refresh", {"refresh_token": data["refresh_token"]}).status_code
     post(client, "/api/auth/refresh", {"refresh_token": data["refresh_token"]})  # reuse

@@ -23,7 +23,10 @@ RACES = 10
 
 @pytest.fixture
 def pg_app(pg_url):
-    app = build_app(pg_url)
+    # Strict single use (no reuse grace): of concurrent refreshes exactly one wins and none
+    # revokes. With the grace, every one of them gets the winner's refresh token: see
+    # test_refresh_rotation_races.py.
+    app = build_app(pg_url, REFRESH_REUSE_GRACE="0")
     yield app
     dispose(app)
 
@@ -105,6 +108,7 @@ def test_concurrent_refreshes_lined_up_by_a_barrier_have_exactly_one_winner(pg_a
 
 
 def test_replaying_a_rotated_out_refresh_token_revokes_the_whole_family(client, app, auth):
+    app.config["REFRESH_REUSE_GRACE"] = 0  # a replay at once is reuse only without the grace
     first = auth.register()
     second = refresh(client, first["refresh_token"]).get_json()["data"]
     third = refresh(client, second["refresh_token"]).get_json()["data"]

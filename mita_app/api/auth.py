@@ -125,7 +125,10 @@ def google(payload: GoogleIn) -> Response:
 @limiter.limit(lambda: configured("RATELIMIT_REFRESH_PER_IP"))
 @body(RefreshIn)
 def refresh(payload: RefreshIn) -> Response:
-    """Exchange the refresh token for a new pair; the old one is dead from then on."""
+    """Exchange the refresh token for a new pair.
+
+    Presented again within REFRESH_REUSE_GRACE seconds (a retry after a lost answer), the old
+    token gets the same new refresh token back; later, it ends the session (reuse)."""
     return _tokens(rotate(payload.refresh_token))
 
 

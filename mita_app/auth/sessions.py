@@ -1,21 +1,24 @@
 """Session lifecycle: open a session on login, rotate its refresh token, revoke it.
 
-A session is a family of refresh tokens of which only the newest is valid. The token names its
-session, so presenting an older member of the family is recognised as reuse (a stolen token, or
-a client replaying one) and revokes the whole family.
+A session is a family of refresh tokens of which only the newest is valid. Each refresh replaces
+it with its successor (`tokens.successor`), so a retry that presents the replaced token again
+within REFRESH_REUSE_GRACE seconds gets that same successor back: whichever answer the client
+keeps, it holds the one working refresh token. Any earlier member of the family presented later
+is reuse (a stolen token, or a client replaying one) and revokes the whole family. A token is
+recognised as an earlier member by computing forward from it to the session's current hash, so a
+made-up secret for a known session id is merely invalid.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, cast
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, cast
 
 from flask import current_app
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, select, update
 
 from .. import audit
 from ..client import client_ip, client_user_agent
@@ -23,7 +26,14 @@ from ..errors import InvalidToken
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
 from .guard import auth_cache
-from .tokens import hash_token, issue_access_token, new_refresh_token, parse_refresh_token
+from .tokens import (
+    hash_token,
+    issue_access_token,
+    new_refresh_token,
+    parse_refresh_token,
+    rotations_behind,
+    successor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,67 +72,133 @@ def open_session(user: User) -> TokenPair:
     return _pair(session, refresh_token, user)
 
 
+# How many rotations back a presented token is looked for among the earlier members of its
+# family (each step is one MAC, a few microseconds): far more than the app makes (one refresh
+# every 30 minutes of use at most, 1,440 in a 30-day session), and a bound on what a made-up
+# token costs.
+REUSE_LOOKBACK = 10_000
+
+
 def rotate(refresh_token: str) -> TokenPair:
-    """Exchange a live refresh token for a new pair; a stale one revokes its family."""
+    """Exchange a refresh token for a pair: the current one rotates; the one it replaced, within
+    REFRESH_REUSE_GRACE seconds, gets the same new refresh token again (with a new access
+    token); an earlier one revokes the family; one never issued changes nothing."""
+    started = utcnow()
     session_id = parse_refresh_token(refresh_token)
-    session = db.session.get(AuthSession, session_id) if session_id else None
+    if session_id is None:
+        _fail("unknown_token", "The refresh token is invalid.")
+    pair = _exchange(session_id, refresh_token, started)
+    if pair is None:
+        # Another request rotated this token between this one's read and its write (SQLite
+        # reads without a row lock): decide again on what it wrote.
+        db.session.rollback()
+        pair = _exchange(session_id, refresh_token, started)
+    if pair is None:
+        db.session.rollback()
+        _fail("concurrent_refresh_lost", "The refresh token has already been used.", session_id)
+    return pair
+
+
+def _fail(
+    reason: str, message: str, session_id: uuid.UUID | None = None, user_id: Any = None
+) -> NoReturn:
+    audit.record("auth.refresh.failed", reason=reason, user_id=user_id, session_id=session_id)
+    raise InvalidToken(message)
+
+
+def _answered_again(session: AuthSession, started: datetime, now: datetime) -> bool:
+    """Whether the token the current one replaced may still be answered: within the grace, or
+    rotated while this request was already under way (a concurrent refresh, not a replay)."""
+    rotated_at = session.rotated_at
+    if rotated_at is None:
+        return False
+    grace = timedelta(seconds=current_app.config["REFRESH_REUSE_GRACE"])
+    return rotated_at > started or now - rotated_at < grace
+
+
+def _exchange(session_id: uuid.UUID, presented: str, started: datetime) -> TokenPair | None:
+    """The pair for `presented`, or None if another request rotated it meanwhile."""
+    # On PostgreSQL concurrent refreshes of one session queue here, so each decides on what
+    # the one before it wrote.
+    session = db.session.execute(
+        select(AuthSession)
+        .where(AuthSession.id == session_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
     if session is None:
-        audit.record("auth.refresh.failed", reason="unknown_token")
-        raise InvalidToken("The refresh token is invalid.")
-    presented = hash_token(refresh_token)
-    if not hmac.compare_digest(session.refresh_token_hash, presented):
-        if session.revoked_at is None:
-            log.warning("refresh token reuse detected; revoking session %s", session.id)
-            revoke_session(session.id, "refresh_token_reuse")
-            audit.record(
-                "auth.refresh.reuse_detected", user_id=session.user_id, session_id=session.id
-            )
-        else:
-            audit.record(
-                "auth.refresh.failed",
-                reason="session_revoked",
-                user_id=session.user_id,
-                session_id=session.id,
-            )
-        raise InvalidToken("The refresh token has already been used; the session is revoked.")
+        _fail("unknown_token", "The refresh token is invalid.")
+    lookback = min(session.rotations, REUSE_LOOKBACK)
+    behind = rotations_behind(presented, session.refresh_token_hash, lookback)
+    if behind is None:
+        _fail("unknown_token", "The refresh token is invalid.", session.id, session.user_id)
     now = utcnow()
+    if behind > 1 or (behind == 1 and not _answered_again(session, started, now)):
+        _reused(session, behind)
     user = session.user
     if not session.is_valid(now) or not user.is_active:
-        audit.record(
-            "auth.refresh.failed",
-            reason="session_ended" if user.is_active else "user_disabled",
-            user_id=session.user_id,
-            session_id=session.id,
-        )
-        raise InvalidToken("The session has been revoked or has expired.")
-    new_token = new_refresh_token(session.id)
-    # Only the request that still finds the presented token current may rotate it: of two
-    # concurrent refreshes with one token, exactly one wins.
-    won = cast(
+        reason = "session_ended" if user.is_active else "user_disabled"
+        _fail(reason, "The session has been revoked or has expired.", session.id, user.id)
+    if behind == 0:
+        return _rotated(session, presented, user, now)
+    if not current_app.config["REFRESH_REUSE_GRACE"]:
+        # Strict single use: a concurrent refresh that lost is refused, and revokes nothing.
+        message = "The refresh token has already been used."
+        _fail("concurrent_refresh_lost", message, session.id, user.id)
+    # The token the current one replaced, again: the answer the first request carried, with
+    # an access token of its own.
+    pair = _pair(session, successor(presented), user)
+    db.session.commit()
+    audit.record("auth.refresh", user_id=user.id, session_id=session.id, within_grace=True)
+    return pair
+
+
+def _rotated(session: AuthSession, presented: str, user: User, now: datetime) -> TokenPair | None:
+    """Replace the current token `presented` with its successor; None if another request just
+    did (only the request that still finds `presented` current may)."""
+    pair = _pair(session, successor(presented), user)
+    rotated = cast(
         CursorResult[Any],
         db.session.execute(
             update(AuthSession)
             .where(
                 AuthSession.id == session.id,
-                AuthSession.refresh_token_hash == presented,
+                AuthSession.refresh_token_hash == hash_token(presented),
                 AuthSession.revoked_at.is_(None),
             )
-            .values(refresh_token_hash=hash_token(new_token), last_used_at=now)
+            .values(
+                refresh_token_hash=hash_token(pair.refresh_token),
+                rotated_at=now,
+                rotations=AuthSession.rotations + 1,
+                last_used_at=now,
+            )
             .execution_options(synchronize_session=False)
         ),
     ).rowcount
-    if won != 1:
-        db.session.rollback()
-        audit.record(
-            "auth.refresh.failed",
-            reason="concurrent_refresh_lost",
-            user_id=session.user_id,
-            session_id=session.id,
-        )
-        raise InvalidToken("The refresh token has already been used.")
+    if rotated != 1:
+        return None
     db.session.commit()
-    audit.record("auth.refresh", user_id=user.id, session_id=session.id)
-    return _pair(session, new_token, user)
+    audit.record("auth.refresh", user_id=user.id, session_id=pair.session_id)
+    return pair
+
+
+def _reused(session: AuthSession, behind: int) -> NoReturn:
+    """A token of this family that was rotated out before: revoke the family."""
+    user_id, session_id = session.user_id, session.id
+    if session.revoked_at is None:
+        log.warning("refresh token reuse detected; revoking session %s", session_id)
+        revoke_session(session_id, "refresh_token_reuse")
+        audit.record(
+            "auth.refresh.reuse_detected",
+            user_id=user_id,
+            session_id=session_id,
+            rotations_behind=behind,
+        )
+    else:
+        audit.record(
+            "auth.refresh.failed", reason="session_revoked", user_id=user_id, session_id=session_id
+        )
+    raise InvalidToken("The refresh token has already been used; the session is revoked.")
 
 
 def revoke_session(session_id: uuid.UUID, reason: str) -> None:

@@ -1,8 +1,16 @@
-"""Access tokens (JWTs we sign and verify locally) and opaque refresh tokens."""
+"""Access tokens (JWTs we sign and verify locally) and opaque refresh tokens.
+
+A session's refresh tokens form a chain: the first is random, each later one is a MAC of the one
+it replaces under a key derived from SECRET_KEY. So a retry of a rotation gets the very token the
+first answer carried, and a presented token is recognised as an earlier member of its family by
+computing forward from it to the hash the session stores, never by its session id alone.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import re
 import secrets
 import uuid
@@ -94,8 +102,41 @@ def decode_access_token(token: str) -> AccessClaims:
 
 
 def new_refresh_token(session_id: uuid.UUID) -> str:
-    """An opaque refresh token: the session id, then 256 random bits."""
+    """The first refresh token of a session: the session id, then 256 random bits."""
     return f"{session_id.hex}.{secrets.token_urlsafe(32)}"
+
+
+def _chain_key() -> bytes:
+    # A key of its own, so that no refresh token is ever a MAC that an access token's
+    # signature (HMAC under SECRET_KEY itself) could be confused with.
+    secret = current_app.config["SECRET_KEY"].encode()
+    return hmac.digest(secret, b"mita refresh-token chain", "sha256")
+
+
+def _successor(key: bytes, token: str) -> str:
+    mac = hmac.digest(key, token.encode(), "sha256")
+    return token[:33] + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def successor(refresh_token: str) -> str:
+    """The refresh token that replaces `refresh_token` when it rotates: the same session id and
+    256 bits no one can compute without SECRET_KEY."""
+    return _successor(_chain_key(), refresh_token)
+
+
+def rotations_behind(refresh_token: str, current_hash: str, limit: int) -> int | None:
+    """How many rotations ago the family's current token (the one hashing to `current_hash`)
+    replaced `refresh_token`: 0 if it is that token, None if it is no earlier member within
+    `limit` rotations (never issued, or issued under another SECRET_KEY)."""
+    target = bytes.fromhex(current_hash)
+    key = _chain_key()
+    token = refresh_token
+    for behind in range(limit + 1):
+        if behind:
+            token = _successor(key, token)
+        if hmac.compare_digest(hashlib.sha256(token.encode()).digest(), target):
+            return behind
+    return None
 
 
 def parse_refresh_token(token: str) -> uuid.UUID | None:

@@ -112,7 +112,8 @@ class User(Model):
 
 
 class AuthSession(Model):
-    """One login: a family of rotating refresh tokens, of which only the newest is valid."""
+    """One login: a family of rotating refresh tokens, of which only the newest is valid (and,
+    for REFRESH_REUSE_GRACE seconds after it was replaced, the one before it)."""
 
     __tablename__ = "auth_sessions"
     __table_args__ = (Index("ix_auth_sessions_user_id_created_at", "user_id", "created_at"),)
@@ -123,6 +124,10 @@ class AuthSession(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the current refresh token replaced the one before it (None until the first
+    # refresh), and how many times the family has rotated: how far back to look for reuse.
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rotations: Mapped[int] = mapped_column(default=0, server_default="0")
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
     user_agent: Mapped[str | None] = mapped_column(String(256))
