@@ -187,17 +187,15 @@ class PostgresCluster:
             self._check(result, "pg_ctl stop")
         raise RuntimeError(f"PostgreSQL server {pid} did not stop:\n{self.log_tail()}")
 
-    def processes(self) -> list[int]:
-        """The server and every process it started (its backends), from the process table."""
-        postmaster = self.postmaster_pid()
-        assert postmaster is not None, "the server is not running"
+    def backends(self, postmaster: int) -> list[int]:
+        """Every process the server started (its backends), from the process table."""
         children = subprocess.run(
             ["ps", "-o", "pid=", "--ppid", str(postmaster)],
             capture_output=True,
             text=True,
             check=False,
         ).stdout.split()
-        return [postmaster, *map(int, children)]
+        return [int(pid) for pid in children]
 
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:
@@ -212,8 +210,11 @@ class PostgresCluster:
     def frozen(self) -> Iterator[None]:
         """Every process of the server stopped with SIGSTOP while the block runs: connections
         stay open and nothing answers, as on a host that hangs."""
-        pids = self.processes()
-        for pid in pids:
+        postmaster = self.postmaster_pid()
+        assert postmaster is not None, "the server is not running"
+        os.kill(postmaster, signal.SIGSTOP)  # first: it starts no backend after the listing
+        pids = [postmaster, *self.backends(postmaster)]
+        for pid in pids[1:]:
             os.kill(pid, signal.SIGSTOP)
         try:
             yield
