@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test lint format migrate bench clean
+.PHONY: run test lint format migrate bench resilience clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ migrate: $(VENV)/.dev
 # See bench/README.md.
 bench: $(VENV)/.dev
 	bash bench/run.sh $(BENCH)
+
+# Faults (PostgreSQL down, frozen, locked; the auth server failing) under load, on a PostgreSQL
+# cluster of its own: a table per fault, PNGs in bench/results/resilience/. Options, e.g.
+# make resilience RESILIENCE_ARGS="--phase pg-stop --out /tmp/r". See bench/README.md.
+resilience: $(VENV)/.dev
+	$(BIN)/python -m bench.resilience $(RESILIENCE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
