@@ -215,7 +215,8 @@ class PostgresCluster:
         os.kill(postmaster, signal.SIGSTOP)  # first: it starts no backend after the listing
         pids = [postmaster, *self.backends(postmaster)]
         for pid in pids[1:]:
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(pid, signal.SIGSTOP)
         try:
             yield
         finally:
