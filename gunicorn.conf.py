@@ -74,3 +74,16 @@ def worker_exit(server, worker):
 
     writer = writer_of(app)
     writer.stop(timeout=min(writer.shutdown_timeout, server.cfg.graceful_timeout / 2))
+
+
+def worker_abort(worker):
+    """gunicorn's timeout: the master sends SIGABRT to a worker silent for `timeout` seconds and
+    SIGKILL on its next round, a second or less later (arbiter.murder_workers); `worker_exit`
+    still runs in between, but cannot count on any of that second. So the audit writer waits
+    for nothing here: what it has not written is spilled to stderr at once."""
+    app = getattr(worker, "wsgi", None)
+    if app is None:
+        return
+    from mita_app.audit import writer_of
+
+    writer_of(app).abandon("worker_abort")

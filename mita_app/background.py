@@ -47,7 +47,9 @@ class ProcessQueueWorker(abc.ABC, Generic[Item]):
 
     def _reset(self) -> None:
         """Fresh per-process state: a forked child must not use its parent's queue or locks."""
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler (gunicorn's `worker_abort`) may need it while the thread
+        # it interrupted holds it.
+        self._lock = threading.RLock()
         self._settled = threading.Condition(self._lock)
         self._queue: queue.Queue[Item | None] = queue.Queue(self.queue_size)
         self._stopping = threading.Event()
@@ -99,12 +101,16 @@ class ProcessQueueWorker(abc.ABC, Generic[Item]):
         self._give_up_at = time.monotonic() + budget
         self._stopping.set()
         self._interrupt.set()
-        # A full queue keeps the thread busy anyway, and it looks at `_stopping` between items.
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+        self._wake()
         if thread is not None:
             thread.join(budget + 0.5)
         self._left_over(budget, finished=thread is None or not thread.is_alive())
+
+    def _wake(self) -> None:
+        """Wake an idle thread so that it sees `_stopping` at once."""
+        # A full queue keeps the thread busy anyway, and it looks at `_stopping` between items.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
 
     def _stop_at_exit(self, pid: int) -> None:
         if pid == os.getpid():

@@ -265,6 +265,20 @@ def _refresh_reuse_grace(env: Mapping[str, str]) -> int:
     return grace
 
 
+def _audit_spill_after(env: Mapping[str, str]) -> float:
+    """While the audit writer cannot write, what it has held this long goes to stderr: all that
+    a SIGKILL can take with it. A healthy writer holds an event for a flush interval and a
+    write: a bound within that would spill events that were about to be written."""
+    spill_after = _float(env, "AUDIT_SPILL_AFTER", 5.0, minimum=1.0)
+    flush_interval = _float(env, "AUDIT_FLUSH_INTERVAL", 0.25, minimum=0.01)
+    if spill_after <= flush_interval:
+        raise ConfigError(
+            f"AUDIT_SPILL_AFTER ({spill_after:g}) must be greater than "
+            f"AUDIT_FLUSH_INTERVAL ({flush_interval:g})"
+        )
+    return spill_after
+
+
 def _secret_key(env: Mapping[str, str], production: bool) -> str:
     key = env.get("SECRET_KEY", "")
     if production:
@@ -339,5 +353,6 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "AUDIT_BURST_LIMIT": _int(env, "AUDIT_BURST_LIMIT", 20),
         "AUDIT_BURST_WINDOW": _float(env, "AUDIT_BURST_WINDOW", 10.0, minimum=0.1),
         **mail(env, production),
+        "AUDIT_SPILL_AFTER": _audit_spill_after(env),
         **password_reset(env),
     }

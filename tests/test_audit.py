@@ -459,6 +459,7 @@ def test_stopping_while_the_database_is_unreachable_spills_everything_within_the
         create_schema=False,
         AUDIT_BATCH_SIZE="10",
         AUDIT_RETRY_MAX="30",  # a long backoff, which the stop must cut short
+        AUDIT_SPILL_AFTER="60",  # held until the stop, not spilled for their age before it
     )
     writer = writer_of(app)
     try:

@@ -25,8 +25,14 @@ pytestmark = pytest.mark.postgres
 # and a few backoff steps, so a request that waits for the writer or for a connection fails it.
 REQUEST_BOUND = 0.5
 # Writer settings for these tests: a short backoff cap so the writer notices the restart at once,
-# and every denial its own row (no flood control), so that each request can be traced.
-WRITER_ENV = {"AUDIT_RETRY_MAX": "0.2", "DB_CONNECT_TIMEOUT": "1", "AUDIT_BURST_LIMIT": "0"}
+# every denial its own row (no flood control), so that each request can be traced, and a spill
+# bound beyond any outage here (test_audit_spill.py is about that bound).
+WRITER_ENV = {
+    "AUDIT_RETRY_MAX": "0.2",
+    "DB_CONNECT_TIMEOUT": "1",
+    "AUDIT_BURST_LIMIT": "0",
+    "AUDIT_SPILL_AFTER": "60",
+}
 
 
 @pytest.fixture

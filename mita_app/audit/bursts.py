@@ -49,7 +49,9 @@ class BurstGate:
     def reset(self) -> None:
         """Forget every window (a forked child starts afresh, with a lock of its own)."""
         self._pid = os.getpid()
-        self._lock = threading.Lock()
+        # Reentrant: the audit writer's `abandon` takes the last summaries in a signal handler,
+        # which may have interrupted `admit` on the same thread.
+        self._lock = threading.RLock()
         self._windows: dict[tuple[str, str | None, str | None], _Window] = {}
         self._closed: list[_Window] = []
 

@@ -82,8 +82,10 @@ def build(
     user_id: Any = None,
     session_id: Any = None,
     details: Mapping[str, Any],
+    from_request: bool = True,
 ) -> dict[str, Any]:
-    """A complete event row; in a request, what the request says about itself fills it in."""
+    """A complete event row; in a request (unless not `from_request`: an event of the process's
+    own, such as a flood summary), what the request says about itself fills it in."""
     event: dict[str, Any] = {
         "id": uuid7(),
         "created_at": datetime.now(UTC),
@@ -98,7 +100,7 @@ def build(
         "status": None,
         "details": clean_details(details),
     }
-    if has_request_context():
+    if from_request and has_request_context():
         principal = g.get("principal")
         if principal is not None:
             event["user_id"] = event["user_id"] or principal.user_id
