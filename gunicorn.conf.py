@@ -12,6 +12,12 @@ threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Header limits, enforced by gunicorn before the app sees a request (its answer is then its own
+# plain 400 or 431, not the app's JSON). A header line may hold a 16 KB credential (a bearer
+# token, or a session cookie beside others): the app answers such a one itself, with its JSON 401.
+limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "4094"))
+limit_request_fields = int(os.environ.get("GUNICORN_LIMIT_REQUEST_FIELDS", "100"))
+limit_request_field_size = int(os.environ.get("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", "20480"))
 # Recycle workers now and then (a leak stays bounded); the jitter keeps them from all
 # restarting at once. 0 turns it off.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))

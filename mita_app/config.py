@@ -339,6 +339,14 @@ def from_env(env: Mapping[str, str] | None = None, *, default_database_url: str)
         "RATELIMIT_LOGIN_PER_EMAIL": env.get("RATELIMIT_LOGIN_PER_EMAIL", "10 per minute"),
         "RATELIMIT_REGISTER_PER_IP": env.get("RATELIMIT_REGISTER_PER_IP", "30 per minute"),
         "RATELIMIT_REFRESH_PER_IP": env.get("RATELIMIT_REFRESH_PER_IP", "120 per minute"),
+        # Each password change checks a password (scrypt): a user changes it rarely; many users
+        # may share one carrier-NAT address.
+        "RATELIMIT_PASSWORD_CHANGE_PER_USER": env.get(
+            "RATELIMIT_PASSWORD_CHANGE_PER_USER", "5 per minute"
+        ),
+        "RATELIMIT_PASSWORD_CHANGE_PER_IP": env.get(
+            "RATELIMIT_PASSWORD_CHANGE_PER_IP", "30 per minute"
+        ),
         # Crash reports: a device sends a few an hour, and at most 50 queued ones at once after
         # an outage; many devices can share one address (carrier NAT). A 429 only delays a
         # report (the app queues it and retries every 2 minutes); a flood stops at the limit.

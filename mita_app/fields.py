@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import unicodedata
 import zoneinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -31,13 +32,89 @@ COUNTRY_CODES = frozenset(
 # Deliberately simple: one @, no whitespace or control characters, a dot in the domain.
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+")
 
+# An address is compared the way its owner reads it (RFC 8265's UsernameCaseMapped profile, in
+# spirit): width variants folded, lower case, NFC. Beyond ASCII it may hold only letters, digits
+# and combining marks (PRECIS IdentifierClass), none of them invisible, and each part (the local
+# part, each domain label) letters of one script, or of one of the mixes a language writes with
+# (UTS #39, highly restrictive): a Cyrillic a (U+0430) among Latin letters is a lookalike.
+_LETTERS_DIGITS_MARKS = frozenset({"Ll", "Lu", "Lo", "Lm", "Nd", "Mn", "Mc"})
+# Unicode's default-ignorable code points that are not format (Cf) characters: shown as nothing.
+_INVISIBLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))
+)
+_SCRIPT_OF_NAME = (
+    ("CJK ", "HAN"),
+    ("IDEOGRAPHIC ", "HAN"),
+    ("KATAKANA-HIRAGANA ", "KATAKANA"),
+    ("ARABIC-INDIC ", "ARABIC"),
+    ("EXTENDED ARABIC-INDIC ", "ARABIC"),
+)
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),  # Japanese
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),  # Chinese
+    frozenset({"LATIN", "HAN", "HANGUL"}),  # Korean
+)
+
+
+def _narrow(char: str) -> str:
+    """A fullwidth or halfwidth form as its usual one (RFC 8265's width mapping)."""
+    if char.isascii() or not unicodedata.decomposition(char).startswith(("<wide>", "<narrow>")):
+        return char
+    return unicodedata.normalize("NFKC", char)
+
 
 def normalize_email(value: str) -> str:
-    return value.strip().lower()
+    """The address as it is stored and looked up: trimmed, width-folded, lower case, NFC."""
+    value = "".join(map(_narrow, value.strip()))
+    return unicodedata.normalize("NFC", value.lower())
+
+
+def _refused_character(char: str) -> str | None:
+    """Why `char` may not be in an address, or None."""
+    if char.isascii():
+        return None if char.isprintable() else "a control character"
+    category = unicodedata.category(char)
+    if category[0] in "CZ" or char in _INVISIBLE:
+        return "an invisible, control or formatting character"
+    if category not in _LETTERS_DIGITS_MARKS or unicodedata.normalize("NFKC", char) != char:
+        return "beyond ASCII an address holds only letters, digits and marks"
+    return None
+
+
+def _script(char: str) -> str | None:
+    """The script of a letter or digit (from its Unicode name); None for ASCII digits and
+    punctuation, and marks, which go with any script."""
+    if char.isascii():
+        return "LATIN" if char.isalpha() else None
+    if unicodedata.category(char)[0] not in "LN":
+        return None
+    name = unicodedata.name(char, "")
+    for prefix, script in _SCRIPT_OF_NAME:
+        if name.startswith(prefix):
+            return script
+    return name.split(" ", 1)[0]
+
+
+def _check_spelling(value: str) -> str:
+    """`value` normalised, or ValueError naming what makes it a lookalike."""
+    value = normalize_email(value)
+    for char in value:
+        why = _refused_character(char)
+        if why is not None:
+            raise ValueError(f"must not contain U+{ord(char):04X} ({why})")
+    local, _, domain = value.rpartition("@")
+    for part in (local, *domain.split(".")):
+        scripts = {script for script in map(_script, part) if script is not None}
+        if len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES):
+            named = " and ".join(sorted(script.title() for script in scripts))
+            raise ValueError(f"must not mix letters of different scripts in one part ({named})")
+    return value
 
 
 def _email(value: str) -> str:
-    value = normalize_email(value)
+    value = _check_spelling(value)
     if len(value) > 254 or not _EMAIL.fullmatch(value):
         raise ValueError("must be a valid email address")
     return value
@@ -77,6 +154,11 @@ def trimmed(max_length: int, *, required: bool = False) -> AfterValidator:
 
 
 Email = Annotated[SafeStr, AfterValidator(_email)]
+# The address a sign-in names: checked for lookalikes like any other, but not for its format (an
+# address that could never be registered fails as an unknown one does: 401).
+LoginEmail = Annotated[
+    SafeStr, Field(min_length=1, max_length=320), AfterValidator(_check_spelling)
+]
 Password = Annotated[SafeStr, Field(min_length=8, max_length=128)]
 CountryCode = Annotated[SafeStr, AfterValidator(_country)]
 TimeZoneName = Annotated[SafeStr, AfterValidator(_timezone)]

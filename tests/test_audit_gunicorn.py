@@ -174,11 +174,11 @@ def run_clients(count: int, client: Callable[[int], None], join_within: float = 
     assert not failures, failures
 
 
-def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+def query(url: str, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
     connection = pg_connect(url)
     try:
         with connection.cursor() as cursor:
-            cursor.execute(sql)
+            cursor.execute(sql, parameters)
             return cursor.fetchall()
     finally:
         connection.close()
@@ -213,18 +213,25 @@ def assert_wrong_answers_none(recorder: Recorder) -> None:
     assert misechoed == []
 
 
-def suppressed_denials(url: str) -> int:
-    """Denials flood control counted instead of writing one by one (mita_app/audit/bursts.py)."""
-    sql = "SELECT details FROM audit_events WHERE event_type = 'auth.denied.suppressed'"
-    return sum(details["count"] for (details,) in query(url, sql))
+# What flood control may count instead of writing one by one (mita_app/audit/bursts.py): every
+# denial, and a failed login on an account the burst of bad passwords has locked.
+GATED = ("auth.denied", "auth.login.failed")
+
+
+def suppressed(url: str, event_type: str) -> int:
+    """Events of `event_type` flood control counted instead of writing one by one."""
+    sql = "SELECT details FROM audit_events WHERE event_type = %s"
+    return sum(details["count"] for (details,) in query(url, sql, f"{event_type}.suppressed"))
 
 
 def assert_audited_exactly(recorder: Recorder, url: str) -> None:
     """Every answered request's event is stored once; a request that got no answer may or may
     not have been served, so its event may be there (once); nothing else may be. Denials past
-    flood control's limit are counted instead: the counts make up for exactly those rows."""
+    flood control's limit (and failed logins on a locked account) are counted instead: the
+    counts make up for exactly those rows."""
     stored = stored_events(url)
-    stored.pop((None, "auth.denied.suppressed"), None)
+    for event_type in GATED:
+        stored.pop((None, f"{event_type}.suppressed"), None)
     expected: Counter[tuple[str, str]] = Counter()
     maybe: Counter[tuple[str, str]] = Counter()
     for exchange in recorder.exchanges:
@@ -234,13 +241,14 @@ def assert_audited_exactly(recorder: Recorder, url: str) -> None:
     missing = expected - stored
     extra = stored - expected - maybe
     doubled = {key: count for key, count in stored.items() if count > 1}
-    missing_denials = sum(n for key, n in missing.items() if key[1] == "auth.denied")
-    unanswered_denials = sum(n for key, n in maybe.items() if key[1] == "auth.denied")
-    counted = suppressed_denials(url)
-    assert missing_denials <= counted <= missing_denials + unanswered_denials, (
-        f"{missing_denials} denials have no row, and flood control counted {counted}"
-    )
-    missing_others = [key for key in missing if key[1] != "auth.denied"]
+    for event_type in GATED:
+        without_row = sum(n for key, n in missing.items() if key[1] == event_type)
+        unanswered = sum(n for key, n in maybe.items() if key[1] == event_type)
+        counted = suppressed(url, event_type)
+        assert without_row <= counted <= without_row + unanswered, (
+            f"{without_row} {event_type} events have no row, and flood control counted {counted}"
+        )
+    missing_others = [key for key in missing if key[1] not in GATED]
     assert not missing_others, f"{len(missing_others)} events of answered requests are missing"
     assert not extra, f"{len(extra)} rows no request of this test explains: {list(extra)[:5]}"
     assert not doubled, f"events written more than once: {list(doubled.items())[:5]}"

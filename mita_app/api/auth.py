@@ -25,7 +25,7 @@ from ..auth.sessions import (
 )
 from ..extensions import limiter
 from ..validation import body, no_content, ok, returns
-from .limits import configured, email_key
+from .limits import configured, email_key, user_key
 from .schemas.auth import (
     AccountDeletedOut,
     DeleteAccountIn,
@@ -173,6 +173,17 @@ def logout_all() -> Response:
     return no_content()
 
 
+# Shared: both paths of the password change spend one budget.
+_password_change_per_user = limiter.shared_limit(
+    lambda: configured("RATELIMIT_PASSWORD_CHANGE_PER_USER"),
+    scope="password_change_per_user",
+    key_func=user_key,
+)
+_password_change_per_ip = limiter.shared_limit(
+    lambda: configured("RATELIMIT_PASSWORD_CHANGE_PER_IP"), scope="password_change_per_ip"
+)
+
+
 @bp.post("/change-password", endpoint="change_password")
 @bp.post("/password", endpoint="password")  # the older name; the same view
 @returns(
@@ -184,6 +195,9 @@ def logout_all() -> Response:
 )
 @local_accounts_only
 @login_required
+# Below login_required: the limits count signed-in callers (a bad token costs no password check).
+@_password_change_per_user
+@_password_change_per_ip
 @body(PasswordChangeIn)
 def change_password(payload: PasswordChangeIn) -> Response:
     """Change the password: this session stays, every other one ends."""

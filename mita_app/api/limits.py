@@ -6,6 +6,7 @@ from flask import current_app, request
 from flask_limiter import RequestLimit
 
 from .. import audit
+from ..auth import current_principal
 from ..errors import MitaError
 from ..fields import normalize_email
 from ..validation import json_body
@@ -26,6 +27,11 @@ def email_key() -> str:
     if isinstance(email, str) and email.strip():
         return "email:" + normalize_email(email)[:320]
     return "ip:" + (request.remote_addr or "unknown")
+
+
+def user_key() -> str:
+    """Key of per-user limits, on views behind `login_required` (which runs first)."""
+    return f"user:{current_principal.user_id}"
 
 
 def record_rate_limited(limit: RequestLimit) -> None:

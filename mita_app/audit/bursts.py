@@ -21,6 +21,11 @@ from typing import Any
 
 # The events a client can cause without credentials and without costing us a password hash.
 GATED = frozenset({"auth.denied", "auth.rate_limited", "auth.refresh.failed"})
+# And, by reason, the attempts on a locked account: each is refused without counting, so a
+# client can repeat them at the rate limit's pace (or past it, from many addresses).
+GATED_REASONS = frozenset(
+    {("auth.login.failed", "account_locked"), ("auth.password_change.failed", "account_locked")}
+)
 MAX_SOURCES = 10_000  # past this many sources in one window, events are recorded one by one
 
 
@@ -59,7 +64,9 @@ class BurstGate:
         self, event_type: str, ip: str | None, reason: str | None, request_id: str | None
     ) -> bool:
         """True: record this event. False: it has been counted into its source's window."""
-        if self.limit <= 0 or event_type not in GATED:
+        if self.limit <= 0 or (
+            event_type not in GATED and (event_type, reason) not in GATED_REASONS
+        ):
             return True
         if self._pid != os.getpid():
             self.reset()

@@ -7,10 +7,10 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import cast
+from typing import NamedTuple, cast
 
 from flask import current_app
-from sqlalchemy import case, text, update
+from sqlalchemy import case, select, text, update
 
 from .. import audit
 from ..errors import Conflict, Forbidden, InvalidCredentials, InvalidToken
@@ -68,7 +68,7 @@ def _register_again(user: User, email: str, password: str) -> TokenPair:
         audit.record("auth.register.failed", user_id=user.id, reason="email_taken")
         raise _email_taken()
     try:
-        return _sign_in(user, email, password, now, via="register_retry")
+        return _sign_in(_account(email), email, password, now, via="register_retry")
     except InvalidCredentials:
         raise _email_taken() from None
 
@@ -77,74 +77,111 @@ def _email_taken() -> Conflict:
     return Conflict("An account with this email already exists.", code="email_taken")
 
 
-def _locked(user: User, now: datetime) -> bool:
-    return user.locked_until is not None and user.locked_until > now
+class _Account(NamedTuple):
+    """What a sign-in reads of an account: these columns only, since loading a whole row (and
+    then building a User of it) would make a known email slower than an unknown one."""
+
+    id: uuid.UUID
+    password_hash: str | None
+    is_active: bool
+    locked_until: datetime | None
 
 
-def _record_failure(user_id: uuid.UUID, now: datetime) -> bool:
-    """Count a failed attempt atomically; enough of them within the window lock the account
-    (and then the answer is True).
+def _account(email: str) -> _Account | None:
+    row = db.session.execute(
+        select(User.id, User.password_hash, User.is_active, User.locked_until).where(
+            User.email == normalize_email(email)
+        )
+    ).one_or_none()
+    return None if row is None else _Account(*row)
 
-    A failure without an account to count against (unknown email, locked account) passes a
-    fresh id: the same statement and commit, matching nothing, so every failure costs the same.
+
+def _locked(locked_until: datetime | None, now: datetime) -> bool:
+    return locked_until is not None and locked_until > now
+
+
+def _record_failure(user_id: uuid.UUID | None, now: datetime) -> bool:
+    """Count a failed attempt against `user_id` atomically, in one statement; enough of them
+    within the window lock the account (and then the answer is True).
+
+    A failure with no account to count against (None: an unknown email, a locked or disabled
+    account) writes all the same, a row version and a WAL record: a statement that changed no
+    row would be faster by those, enough to tell an existing email from an unknown one.
     """
     config = current_app.config
     if db.session.get_bind().dialect.name == "postgresql":
-        # Both kinds of failure then commit without waiting for the WAL flush, which only a
-        # real row change would need: their times stay alike. A crash may forget a count.
+        # Both kinds of failure then commit without waiting for the WAL flush. A crash may
+        # forget a count.
         db.session.execute(text("SET LOCAL synchronous_commit = off"))
     window_start = now - timedelta(seconds=config["LOGIN_LOCKOUT_WINDOW"])
-    fresh_window = User.first_failed_login_at.is_(None) | (
-        User.first_failed_login_at < window_start
+    fresh = User.first_failed_login_at.is_(None) | (User.first_failed_login_at < window_start)
+    tally = case((fresh, 1), else_=User.failed_logins + 1)
+    locks = tally >= config["LOGIN_LOCKOUT_THRESHOLD"]
+    until = now + timedelta(seconds=config["LOGIN_LOCKOUT_DURATION"])
+    # One statement for both, differing only in its parameters (so its parse, plan and run cost
+    # the same): lock the first row from an id on, then rewrite it, counting only if it is the
+    # account's. Without an account, that is the first row nobody else holds (never waited
+    # for), rewritten with its own values.
+    kept = User.id != (uuid.uuid4() if user_id is None else user_id)
+    target = (
+        select(User.id)
+        .where(User.id >= (uuid.UUID(int=0) if user_id is None else user_id))
+        .order_by(User.id)
+        .limit(1)
+        .with_for_update(key_share=True, skip_locked=user_id is None)
+        .scalar_subquery()
     )
-    failures = db.session.execute(
+    values = {
+        User.failed_logins: case((kept, User.failed_logins), (locks, 0), else_=tally),
+        User.first_failed_login_at: case(
+            (kept, User.first_failed_login_at),
+            (locks, None),
+            (fresh, now),
+            else_=User.first_failed_login_at,
+        ),
+        User.locked_until: case((kept, User.locked_until), (locks, until), else_=User.locked_until),
+        User.updated_at: case((kept, User.updated_at), else_=now),
+    }
+    locked_until = db.session.execute(
         update(User)
-        .where(User.id == user_id)
-        .values(
-            failed_logins=case((fresh_window, 1), else_=User.failed_logins + 1),
-            first_failed_login_at=case((fresh_window, now), else_=User.first_failed_login_at),
-        )
-        .returning(User.failed_logins)
+        .where(User.id == target)
+        .values(values)
+        .returning(User.locked_until)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
-    locked = failures is not None and failures >= config["LOGIN_LOCKOUT_THRESHOLD"]
-    if locked:
-        db.session.execute(
-            update(User)
-            .where(User.id == user_id)
-            .values(
-                locked_until=now + timedelta(seconds=config["LOGIN_LOCKOUT_DURATION"]),
-                failed_logins=0,
-                first_failed_login_at=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        log.warning("account %s locked after %d failed logins", user_id, failures)
     db.session.commit()
+    locked = user_id is not None and locked_until == until
+    if locked:
+        log.warning("account %s locked after failed logins", user_id)
     return locked
 
 
 def login(email: str, password: str) -> TokenPair:
-    return _sign_in(find_by_email(email), email, password, utcnow())
+    return _sign_in(_account(email), email, password, utcnow())
 
 
 def _sign_in(
-    user: User | None, email: str, password: str, now: datetime, *, via: str | None = None
+    account: _Account | None, email: str, password: str, now: datetime, *, via: str | None = None
 ) -> TokenPair:
     """Unknown, wrong, locked and disabled all fail alike and cost the same: one password hash,
-    one failure count (matching no row where there is no account to count against)."""
+    one failure count (on a row that is not the account's where there is none to count
+    against)."""
     how = {"via": via} if via else {}
-    if user is None or user.password_hash is None:  # none, or one the auth server signs in
+    counted: uuid.UUID | None = None
+    if account is None or account.password_hash is None:  # or the auth server signs it in
         burn_password_check(password)
-        counted, reason = uuid.uuid4(), "unknown_email" if user is None else "no_local_password"
-    elif _locked(user, now):
+        reason = "unknown_email" if account is None else "no_local_password"
+    elif _locked(account.locked_until, now):
         burn_password_check(password)
-        counted, reason = uuid.uuid4(), "account_locked"
-    elif not verify_password(user.password_hash, password):
-        counted, reason = user.id, "wrong_password"
-    elif not user.is_active:
-        counted, reason = uuid.uuid4(), "account_disabled"
+        reason = "account_locked"
+    elif not verify_password(account.password_hash, password):
+        counted, reason = account.id, "wrong_password"
+    elif not account.is_active:
+        reason = "account_disabled"
     else:
+        user = db.session.get(User, account.id)
+        if user is None:  # deleted since it was read
+            raise InvalidCredentials()
         if user.failed_logins or user.first_failed_login_at or user.locked_until:
             user.failed_logins = 0
             user.first_failed_login_at = None
@@ -162,7 +199,7 @@ def _sign_in(
     locked = _record_failure(counted, now)
     audit.record(
         "auth.login.failed",
-        user_id=user.id if user else None,
+        user_id=account.id if account else None,
         email=normalize_email(email),
         reason=reason,
         locked_now=locked,
@@ -183,7 +220,7 @@ def change_password(principal: Principal, user: User, current: str, new: str) ->
             code="password_not_set",
         )
     now = utcnow()
-    if _locked(user, now):
+    if _locked(user.locked_until, now):
         burn_password_check(current)
         audit.record("auth.password_change.failed", reason="account_locked")
         raise Forbidden("The current password is incorrect.", code="invalid_current_password")

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
-from ...fields import CENT, CountryCode, Email, Money, Password, TimeZoneName
+from ...fields import CENT, CountryCode, Email, LoginEmail, Money, Password, TimeZoneName
 from ...validation import SafeStr, Schema
 from .users import UserOut
 
@@ -33,7 +33,7 @@ class RegisterIn(Schema):
 
 
 class LoginIn(Schema):
-    email: Annotated[SafeStr, Field(min_length=1, max_length=320)]
+    email: LoginEmail
     password: Annotated[SafeStr, Field(min_length=1, max_length=1024)]
 
 
