@@ -315,3 +315,39 @@ def test_upgrade_turns_yearly_income_into_monthly_and_keeps_every_row(bare_app: 
     )
     # Rebuilding `users` in batch mode (SQLite) must not cascade into its sessions.
     assert sessions == 1
+
+
+def test_upgrade_puts_emails_in_their_normal_form_unless_that_is_another_account(
+    bare_app: Flask,
+) -> None:
+    stored = {
+        "jose\u0301@example.com": "jos\u00e9@example.com",  # decomposed é: composed
+        "\uff21da@example.com": "ada@example.com",  # a fullwidth A: folded, lower case
+        "zoe\u0301@example.com": "zoe\u0301@example.com",  # the composed form is taken: left
+        "zo\u00e9@example.com": "zo\u00e9@example.com",
+        "plain@example.com": "plain@example.com",
+    }
+    with bare_app.app_context():
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            for email in stored:
+                user_id = uuid.uuid4()
+                connection.execute(
+                    text(
+                        "INSERT INTO users (id, email, password_hash, role, is_active, "
+                        "failed_logins, created_at, updated_at) VALUES (:id, :email, 'h', "
+                        "'user', :yes, 0, :now, :now)"
+                    ),
+                    {
+                        "id": user_id if db.engine.dialect.name == "postgresql" else user_id.hex,
+                        "email": email,
+                        "yes": True,
+                        "now": "2026-01-01",
+                    },
+                )
+        flask_migrate.downgrade(revision="5e882b3f3a11")  # changes no address
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            emails = set(connection.execute(text("SELECT email FROM users")).scalars())
+    assert emails == set(stored.values())
