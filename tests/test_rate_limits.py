@@ -68,10 +68,11 @@ def test_registrations_from_one_address_are_limited(limited_client):
     )
 
 
-def test_refreshes_from_one_address_are_limited(limited_client):
-    for _ in range(2):
-        limited_client.post("/api/auth/refresh", json={"refresh_token": "nope"})
-    assert_rate_limited(limited_client.post("/api/auth/refresh", json={"refresh_token": "nope"}))
+@pytest.mark.parametrize("last", ["/api/auth/refresh", "/api/auth/refresh-token"])
+def test_refreshes_from_one_address_are_limited_across_both_paths(limited_client, last):
+    for path in ("/api/auth/refresh", "/api/auth/refresh-token"):
+        limited_client.post(path, json={"refresh_token": "nope"})
+    assert_rate_limited(limited_client.post(last, json={"refresh_token": "nope"}))
 
 
 def test_protected_endpoints_are_not_rate_limited_per_address(limited_client):

@@ -118,11 +118,17 @@ def google(payload: GoogleIn) -> Response:
     return _tokens(service.sign_in_with_google(google_id_tokens(), payload.id_token))
 
 
+# Shared: both paths of a refresh spend one budget.
+_refresh_per_ip = limiter.shared_limit(
+    lambda: configured("RATELIMIT_REFRESH_PER_IP"), scope="refresh_per_ip"
+)
+
+
 @bp.post("/refresh-token", endpoint="refresh_token")
 @bp.post("/refresh")  # the older name; the same view
 @returns(TokenPairOut, errors={401: "Refresh token invalid, reused or expired"}, top_level=TOKENS)
 @local_accounts_only
-@limiter.limit(lambda: configured("RATELIMIT_REFRESH_PER_IP"))
+@_refresh_per_ip
 @body(RefreshIn)
 def refresh(payload: RefreshIn) -> Response:
     """Exchange the refresh token for a new pair.
