@@ -7,8 +7,11 @@ import sys
 
 bind = f"0.0.0.0:{os.environ['PORT']}" if os.environ.get("PORT") else "127.0.0.1:8000"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# Threads, so a slow client holds one thread and not a whole worker, with deadlines on reading
+# each request (REQUEST_HEADER_TIMEOUT, REQUEST_BODY_TIMEOUT): see mita_app/gunicorn_worker.py.
+# `sync` keeps one thread (gunicorn would turn it into plain gthread, which has no deadlines).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "mita_app.gunicorn_worker.ThreadWorker")
+threads = int(os.environ.get("GUNICORN_THREADS", "1" if worker_class == "sync" else "16"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Benchmarks: gunicorn (2 sync workers) on PostgreSQL, driven by wrk from 127.0.0.1.
-# Usage: bash bench/run.sh [auth] [audit] [better_auth]   (or: make bench [BENCH="auth audit"]);
-# no argument runs all three, in that order. Settings and figures: bench/README.md.
+# Usage: bash bench/run.sh [auth] [audit] [better_auth] [slow_clients]
+# (or: make bench [BENCH="auth audit"]); no argument runs all four, in that order.
+# Settings and figures: bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-    benches=(auth audit better_auth)
+    benches=(auth audit better_auth slow_clients)
 fi
 for name in "${benches[@]}"; do
     case "$name" in
-        auth | audit | better_auth) ;;
+        auth | audit | better_auth | slow_clients) ;;
         *)
-            echo "bench: unknown benchmark '$name' (auth, audit, better_auth)" >&2
+            echo "bench: unknown benchmark '$name' (auth, audit, better_auth, slow_clients)" >&2
             exit 2
             ;;
     esac

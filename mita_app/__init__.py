@@ -20,7 +20,19 @@ def create_app(
     """Build the app from `env` (default: the process environment); `config` overrides."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from . import api, audit, commands, database, docs, errors, health, logs, mail, openapi
+    from . import (
+        api,
+        audit,
+        commands,
+        database,
+        docs,
+        errors,
+        health,
+        logs,
+        mail,
+        openapi,
+        slow_clients,
+    )
     from .api.limits import record_rate_limited
     from .auth import guard
     from .config import from_env
@@ -36,6 +48,7 @@ def create_app(
 
     logs.init_app(app)  # first: every later hook and log line has the request id
     errors.init_app(app)
+    slow_clients.init_app(app)  # a body that came too late: 408 before any later hook runs
     database.init_app(app)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)

@@ -57,6 +57,14 @@ class UnsupportedMediaType(MitaError):
     message = "The request body must be application/json."
 
 
+class RequestTimeout(MitaError):
+    """The request's headers or body did not arrive within their deadline (a slow client)."""
+
+    status = 408
+    code = "request_timeout"
+    message = "The request did not arrive in time; send it again."
+
+
 class NotFound(MitaError):
     status = 404
     code = "not_found"
