@@ -42,7 +42,7 @@ format: $(VENV)/.dev
 migrate: $(VENV)/.dev
 	$(FLASK) db migrate -m "$(m)"
 
-# All three benchmarks; one of them: make bench BENCH=audit (auth, audit, better_auth).
+# All four benchmarks; one of them: make bench BENCH=audit (auth, audit, better_auth, slow_clients).
 # See bench/README.md.
 bench: $(VENV)/.dev
 	bash bench/run.sh $(BENCH)

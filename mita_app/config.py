@@ -85,7 +85,9 @@ def engine_options(url: str, env: Mapping[str, str]) -> dict[str, Any]:
             return options
         options["connect_args"] = {"timeout": _float(env, "DB_POOL_TIMEOUT", 3.0)}
     options["pool_size"] = _int(env, "DB_POOL_SIZE", 5, minimum=1)
-    options["max_overflow"] = _int(env, "DB_MAX_OVERFLOW", 5)
+    # Room for every thread of a default worker (16) to hold a connection at once: a request
+    # never waits for another's connection, only for the database.
+    options["max_overflow"] = _int(env, "DB_MAX_OVERFLOW", 11)
     options["pool_timeout"] = _float(env, "DB_POOL_TIMEOUT", 3.0)
     options["pool_recycle"] = _int(env, "DB_POOL_RECYCLE", 1800)
     if backend == "postgresql":

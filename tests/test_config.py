@@ -325,7 +325,7 @@ def test_postgresql_engine_options_fail_fast_by_default() -> None:
     assert options["pool_pre_ping"] is True
     assert options["hide_parameters"] is True
     assert options["pool_size"] == 5
-    assert options["max_overflow"] == 5
+    assert options["max_overflow"] == 11
     assert options["pool_recycle"] == 1800
     connect_args = options["connect_args"]
     assert connect_args["connect_timeout"] == 3
