@@ -1,4 +1,5 @@
-"""Genuine races against a real PostgreSQL, for the concurrency tests.
+"""Genuine races against a real PostgreSQL, for the concurrency tests; and threads released
+together, and polling with a bound, for any test that needs them.
 
 To make a race genuine (every request reads the current state before any of them writes), a
 separate connection holds a lock that every writer needs; once all of them are waiting on it,
@@ -9,10 +10,50 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 from tests.conftest import pg_connect
+
+
+def in_threads(count: int, target: Callable[[int], Any], timeout: float = 30) -> list[Any]:
+    """target(0..count-1) on `count` threads released together (a barrier); their results, all
+    joined within `timeout` seconds. An exception in any of them fails the test."""
+    barrier = threading.Barrier(count, timeout=min(timeout, 10))
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = target(index)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=run, args=(i,), name=f"client-{i}", daemon=True)
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not [thread.name for thread in threads if thread.is_alive()], "threads still running"
+    assert not errors, errors
+    return results
+
+
+def poll(predicate: Callable[[], Any], timeout: float = 10, interval: float = 0.02) -> Any:
+    """The first truthy value of `predicate` within `timeout` seconds, else its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
 
 
 def at_once(app, threads, call, *, started=None):

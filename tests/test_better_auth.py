@@ -34,6 +34,7 @@ from mita_app.extensions import db
 from mita_app.models import User
 from tests.auth_server import JWKS_PATH, SESSION_PATH, AuthServer, auth_server_fixture  # noqa: F401
 from tests.conftest import PASSWORD, build_app, dispose, events_of
+from tests.races import in_threads, poll
 
 WAIT = 5.0  # the bound on every wait for another thread or for a state: far above what is needed
 ME = "/api/users/me"
@@ -177,41 +178,6 @@ def timed_get(client: FlaskClient, path: str, **kwargs: Any) -> tuple[Any, float
     started = time.perf_counter()
     response = client.get(path, **kwargs)
     return response, time.perf_counter() - started
-
-
-def poll(predicate: Callable[[], Any], timeout: float = WAIT, interval: float = 0.02) -> Any:
-    """The first truthy value of `predicate` within `timeout` seconds, else its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def in_threads(count: int, target: Callable[[int], Any], timeout: float = WAIT) -> list[Any]:
-    """Run target(0..count-1) in threads at once; their results, all joined within `timeout`."""
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            results[index] = target(index)
-        except BaseException as error:  # reported to the test below
-            errors.append(error)
-
-    threads = [
-        threading.Thread(target=run, args=(i,), name=f"client-{i}", daemon=True)
-        for i in range(count)
-    ]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    assert not [thread.name for thread in threads if thread.is_alive()], "threads still running"
-    assert not errors, errors
-    return results
 
 
 def open_breaker(client: FlaskClient, server: AuthServer) -> float:

@@ -28,6 +28,7 @@ from flask.testing import FlaskClient
 from mita_app.auth.better_auth import BetterAuth
 from tests.auth_server import JWKS_PATH, SESSION_PATH, AuthServer, auth_server_fixture  # noqa: F401
 from tests.conftest import build_app, dispose, events_of
+from tests.races import in_threads, poll
 
 ME = "/api/users/me"
 TIMEOUT = 1.0  # AUTH_SERVER_TIMEOUT
@@ -193,39 +194,6 @@ def timed_get(client: FlaskClient, path: str, **kwargs: Any) -> tuple[Any, float
     started = time.perf_counter()
     response = client.get(path, **kwargs)
     return response, time.perf_counter() - started
-
-
-def poll(predicate: Callable[[], Any], timeout: float = WAIT, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def at_once(count: int, target: Callable[[int], Any], timeout: float = 3 * WAIT) -> list[Any]:
-    """target(0..count-1) on threads released together; their results, joined in `timeout`."""
-    barrier = threading.Barrier(count, timeout=WAIT)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = target(index)
-        except BaseException as error:  # reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in threads), "threads still running"
-    assert not errors, errors
-    return results
 
 
 # --- a JWKS that does not exist: the server issues no JWTs ------------------------------------
@@ -455,7 +423,7 @@ def test_concurrent_jwt_requests_share_one_hung_jwks_fetch_and_its_deadline(make
                 assert_unavailable(response)
             return response.status_code, response.headers.get("Retry-After"), seconds
 
-        return at_once(THREADS, ask), auth_server.calls(JWKS_PATH)
+        return in_threads(THREADS, ask), auth_server.calls(JWKS_PATH)
 
     results, calls = measure()
     if max(seconds for *_, seconds in results) >= TIMEOUT + SLACK:

@@ -9,16 +9,14 @@ not exist, against a crowd of JWT requests.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import requests
 
 from tests.auth_server import JWKS_PATH, AuthServer, auth_server_fixture  # noqa: F401
 from tests.gunicorn_server import WORKERS, Server, migrated_sqlite_database, running_gunicorn
+from tests.races import in_threads
 
 TIMEOUT = 1.0  # AUTH_SERVER_TIMEOUT
 BOUND = TIMEOUT + 0.75  # what one request may take, HTTP and all
@@ -31,30 +29,6 @@ UNCLEAN = ("WORKER TIMEOUT", "SIGKILL", "Traceback", "exited with code")
 def made_up_jwt(server: AuthServer) -> str:
     kid = f"made-up-{uuid.uuid4().hex[:12]}"
     return server.sign_with_unpublished_key(server.claims("victim", jti=uuid.uuid4().hex), kid=kid)
-
-
-def at_once(count: int, target: Callable[[int], Any]) -> list[Any]:
-    """target(0..count-1) on threads released together; their results."""
-    barrier = threading.Barrier(count, timeout=10)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = target(index)
-        except BaseException as error:  # reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in threads), "threads still running"
-    assert not errors, errors
-    return results
 
 
 def me(server: Server, token: str) -> tuple[requests.Response, float]:
@@ -75,7 +49,7 @@ def crowd_against_a_hung_jwks(server: Server, stand_in: AuthServer) -> list[tupl
             assert int(response.headers["Retry-After"]) >= 1
         return response.status_code, code, took
 
-    return at_once(CROWD, ask)
+    return in_threads(CROWD, ask)
 
 
 def test_a_crowd_of_jwts_against_a_hung_or_missing_jwks_under_gthread(
@@ -129,7 +103,7 @@ def test_a_crowd_of_jwts_against_a_hung_or_missing_jwks_under_gthread(
                     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
             return statuses
 
-        statuses = [status for batch in at_once(THREADS, flood) for status in batch]
+        statuses = [status for batch in in_threads(THREADS, flood) for status in batch]
         assert statuses == [401] * len(tokens)
         assert 1 <= auth_server.calls(JWKS_PATH) <= WORKERS
         valid_session_is_served()

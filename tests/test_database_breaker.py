@@ -19,6 +19,7 @@ from mita_app.database_breaker import breaker_of
 from tests.conftest import PASSWORD, build_app, dispose, pg_connect
 from tests.gunicorn_server import migrated_postgres_database, running_gunicorn
 from tests.pg_cluster import PostgresCluster, pg_cluster  # noqa: F401 (a fixture)
+from tests.races import poll
 
 pytestmark = pytest.mark.postgres
 
@@ -58,15 +59,6 @@ def signed_in(app: Flask, email: str) -> Callable[[], tuple[int, float]]:
     return me
 
 
-def wait_for(condition: Callable[[], bool], seconds: float) -> float:
-    """How long until `condition()` held (polling); fails past `seconds`."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < seconds, "not within the bound"
-        time.sleep(0.02)
-    return time.monotonic() - started
-
-
 @pytest.mark.parametrize("fault", ["frozen", "stopped"])
 def test_the_breaker_opens_answers_at_once_and_closes_within_a_probe_interval(
     breaker_app: Flask,
@@ -86,13 +78,18 @@ def test_the_breaker_opens_answers_at_once_and_closes_within_a_probe_interval(
     # timeout: together within the connect timeout and half a second.
     assert [status for status, _ in first + after] == [503] * 23
     assert max(seconds for _, seconds in first) < CONNECT_TIMEOUT + 0.5 + 0.3
-    assert max(seconds for _, seconds in after) < 0.05
+    # Answered without a connect attempt: well under 50 ms each (the median, on a machine
+    # that may be busy), and none anywhere near the connect timeout.
+    quick = sorted(seconds for _, seconds in after)
+    assert quick[len(quick) // 2] < 0.05
+    assert quick[-1] < CONNECT_TIMEOUT / 2
     assert ready.status_code == 503
     assert ready.get_json()["error"]["checks"]["database"]["breaker"]["state"] == "open"
 
     # Back: the probe closes the breaker with no request needed.
-    recovered_in = wait_for(lambda: breaker.snapshot()["state"] == "closed", 10)
-    assert recovered_in < PROBE_INTERVAL + CONNECT_TIMEOUT + 0.5
+    thawed = time.monotonic()
+    assert poll(lambda: breaker.snapshot()["state"] == "closed")
+    assert time.monotonic() - thawed < PROBE_INTERVAL + CONNECT_TIMEOUT + 0.5
     assert me()[0] == 200
 
 
