@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -200,6 +201,26 @@ class AuthActions:
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)
+
+
+class HandClock:
+    """A monotonic clock that moves only when told: `clock.advance(seconds)`, or set `now`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def timed_get(client: FlaskClient, path: str, **kwargs: Any) -> tuple[Any, float]:
+    """A GET with the test client, and the seconds it took."""
+    started = time.perf_counter()
+    response = client.get(path, **kwargs)
+    return response, time.perf_counter() - started
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from mita_app.auth.sessions import open_session
 from mita_app.auth.tokens import hash_token
 from mita_app.extensions import db
 from mita_app.models import PasswordResetToken, utcnow
-from tests.conftest import PASSWORD, events_of
+from tests.conftest import PASSWORD, HandClock, events_of
 
 WRONG = "wrong password"
 NEW_PASSWORD = "another long password"
@@ -38,14 +38,6 @@ PASSWORD_ROUTES = {
     "auth.password",
     "password_reset.reset_password",
 }
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -260,15 +252,15 @@ def wait_for(app: Flask, event_type: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def flood_app(app_factory: Callable[..., Flask]) -> tuple[Flask, FakeClock]:
+def flood_app(app_factory: Callable[..., Flask]) -> tuple[Flask, HandClock]:
     app = app_factory(AUDIT_BURST_LIMIT="3", AUDIT_BURST_WINDOW="60", LOGIN_LOCKOUT_THRESHOLD="2")
-    clock = FakeClock()
+    clock = HandClock()
     writer_of(app).gate.clock = clock
     return app, clock
 
 
 def test_a_login_flood_against_a_locked_account_writes_a_few_rows_and_a_count(
-    flood_app: tuple[Flask, FakeClock],
+    flood_app: tuple[Flask, HandClock],
 ) -> None:
     app, clock = flood_app
     email, _ = locked_account(app)
@@ -296,7 +288,7 @@ def test_a_login_flood_against_a_locked_account_writes_a_few_rows_and_a_count(
 
 
 def test_a_password_change_flood_on_a_locked_account_writes_a_few_rows_and_a_count(
-    flood_app: tuple[Flask, FakeClock],
+    flood_app: tuple[Flask, HandClock],
 ) -> None:
     app, clock = flood_app
     _, token = locked_account(app)
@@ -317,7 +309,7 @@ def test_a_password_change_flood_on_a_locked_account_writes_a_few_rows_and_a_cou
 
 
 def test_failures_that_are_not_floods_are_still_written_one_by_one(
-    flood_app: tuple[Flask, FakeClock],
+    flood_app: tuple[Flask, HandClock],
 ) -> None:
     app, _ = flood_app
     client = app.test_client()

@@ -8,15 +8,7 @@ import uuid
 
 from mita_app.audit import bursts, writer_of
 from mita_app.audit.bursts import BurstGate
-from tests.conftest import events_of
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.conftest import HandClock, events_of
 
 
 def admitted(gate: BurstGate, count: int, ip: str = "10.0.0.1", reason: str = "invalid_token"):
@@ -24,7 +16,7 @@ def admitted(gate: BurstGate, count: int, ip: str = "10.0.0.1", reason: str = "i
 
 
 def test_the_first_events_of_a_window_are_admitted_and_the_rest_counted():
-    clock = FakeClock()
+    clock = HandClock()
     gate = BurstGate(limit=3, window=10, clock=clock)
 
     assert admitted(gate, 5) == [True, True, True, False, False]
@@ -44,7 +36,7 @@ def test_the_first_events_of_a_window_are_admitted_and_the_rest_counted():
 
 
 def test_sources_are_counted_apart_and_ungated_events_always_pass():
-    gate = BurstGate(limit=1, window=10, clock=FakeClock())
+    gate = BurstGate(limit=1, window=10, clock=HandClock())
 
     assert admitted(gate, 2, ip="10.0.0.1") == [True, False]
     assert admitted(gate, 2, ip="10.0.0.2") == [True, False]
@@ -54,7 +46,7 @@ def test_sources_are_counted_apart_and_ungated_events_always_pass():
 
 
 def test_a_window_without_suppressed_events_leaves_no_summary():
-    clock = FakeClock()
+    clock = HandClock()
     gate = BurstGate(limit=3, window=10, clock=clock)
     admitted(gate, 3)
     clock.now += 10
@@ -63,14 +55,14 @@ def test_a_window_without_suppressed_events_leaves_no_summary():
 
 
 def test_limit_zero_records_every_event():
-    gate = BurstGate(limit=0, window=10, clock=FakeClock())
+    gate = BurstGate(limit=0, window=10, clock=HandClock())
 
     assert admitted(gate, 50) == [True] * 50
 
 
 def test_too_many_sources_are_recorded_one_by_one_rather_than_forgotten(monkeypatch):
     monkeypatch.setattr(bursts, "MAX_SOURCES", 2)
-    gate = BurstGate(limit=1, window=10, clock=FakeClock())
+    gate = BurstGate(limit=1, window=10, clock=HandClock())
     admitted(gate, 1, ip="10.0.0.1")
     admitted(gate, 1, ip="10.0.0.2")
 
@@ -89,7 +81,7 @@ def test_a_flood_of_denials_is_written_as_a_few_rows_and_a_summary_that_counts_t
     app_factory,
 ):
     app = app_factory(AUDIT_BURST_LIMIT="3", AUDIT_BURST_WINDOW="60")
-    clock = FakeClock()
+    clock = HandClock()
     writer_of(app).gate.clock = clock
     client = app.test_client()
     sent = [f"flood-{n}" for n in range(10)]

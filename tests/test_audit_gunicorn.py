@@ -31,6 +31,7 @@ from tests.gunicorn_server import (
     running_gunicorn,
     thread_count,
 )
+from tests.races import poll
 
 pytestmark = pytest.mark.postgres
 
@@ -194,16 +195,6 @@ def writer_rows(url: str) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """The first truthy value of `condition()` within `timeout` seconds, else the last one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 def assert_wrong_answers_none(recorder: Recorder) -> None:
     wrong = [
         e for e in recorder.exchanges if e.status is not None and e.status != EXPECTED[e.kind][0]
@@ -348,7 +339,7 @@ def test_sixteen_threads_on_one_pooled_connection_never_wait_on_the_audit_writer
         assert len(exchanges) == clients * per_client
         # Written while the server runs, not only when it stops.
         emitted = sum(1 for e in exchanges if EXPECTED[e.kind][1] is not None)
-        assert wait_for(lambda: sum(stored_events(database).values()) >= emitted, 10)
+        assert poll(lambda: sum(stored_events(database).values()) >= emitted, 10)
         code, seconds = terminate(server)
 
     assert_clean_exit(server, code, seconds)
@@ -407,9 +398,7 @@ def test_sigterm_mid_burst_loses_no_event_of_an_answered_request(
         load = threading.Thread(target=burst, args=(recorder, clients, 500, stop), daemon=True)
         load.start()
         # Bounded, and cut short if the load gives up early (then the next assert says so).
-        wait_for(
-            lambda: recorder.answered >= answered_before_signal or not load.is_alive(), 30, 0.005
-        )
+        poll(lambda: recorder.answered >= answered_before_signal or not load.is_alive(), 30, 0.005)
         assert recorder.answered >= answered_before_signal, server.log()
         answered_at_signal = recorder.answered  # each of these requests records one event
         stored_at_signal = sum(stored_events(database).values())
@@ -484,7 +473,7 @@ def test_the_audit_writer_runs_in_each_worker_and_never_in_the_master(
     # the master: any second thread there would be the app's.
     with running_gunicorn(database, tmp_path / "log", env=env) as server:
         # Serving means one worker is up; the other may still be on its way.
-        assert wait_for(lambda: len(children_of(server.pid)) == 2, 10), server.log()
+        assert poll(lambda: len(children_of(server.pid)) == 2, 10), server.log()
         workers = children_of(server.pid)
         assert len(workers) == 2, server.log()
         reported: dict[str, dict[str, Any]] = {}  # request id -> checks.audit
@@ -511,14 +500,14 @@ def test_the_audit_writer_runs_in_each_worker_and_never_in_the_master(
             entries = access_entries(server)
             return {e["request_id"]: e["pid"] for e in entries if e["request_id"] in reported}
 
-        answered = wait_for(lambda: len(served_by()) == len(reported) and served_by(), 5)
+        answered = poll(lambda: len(served_by()) == len(reported) and served_by(), 5)
         assert answered, server.log()
         assert {rid: audit["pid"] for rid, audit in reported.items()} == answered
 
         def writer_pids() -> set[int]:
             return {row["pid"] for row in writer_rows(database)}
 
-        assert wait_for(lambda: writer_pids() == workers, 15), writer_pids()
+        assert poll(lambda: writer_pids() == workers, 15), writer_pids()
         assert server.pid not in writer_pids()
         # Still the same two workers: none was replaced while we looked.
         assert children_of(server.pid) == workers

@@ -9,11 +9,12 @@ while its commit is under way says, in its spilled line, that it may be in the t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from tests.pg_cluster import (
     PostgresCluster,
     pg_cluster,  # noqa: F401  (the fixture, used by `cluster`)
 )
+from tests.races import poll
 
 BOUND = 2.0  # AUDIT_SPILL_AFTER in the outage test
 
@@ -79,15 +81,28 @@ def spill_lines(capfd: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith('{"audit_spill"')]
 
 
-def wait_for(condition: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return value
-
-
 def in_the_writer() -> bool:
     return threading.current_thread().name == "audit-writer"
+
+
+@contextlib.contextmanager
+def writer_commits_held() -> Iterator[tuple[threading.Event, threading.Event]]:
+    """(committing, release): the writer's commits wait (10 s at most) until `release` is set;
+    `committing` says one is waiting. The listener goes only once the commit is through, not
+    while the writer's commit runs the listeners."""
+    committing, release = threading.Event(), threading.Event()
+
+    def hold_the_commit(connection: Connection) -> None:
+        if in_the_writer() and not release.is_set():
+            committing.set()
+            release.wait(10)
+
+    event.listen(Engine, "commit", hold_the_commit)
+    try:
+        yield committing, release
+    finally:
+        release.set()
+        event.remove(Engine, "commit", hold_the_commit)
 
 
 @pytest.mark.postgres
@@ -120,7 +135,7 @@ def test_events_held_past_the_bound_while_the_database_is_down_are_spilled_once_
                 seen.append((time.monotonic() - handed_over, spilled))
                 return bool(spilled == len(held))
 
-            assert wait_for(all_spilled, BOUND + 10), writer.snapshot()
+            assert poll(all_spilled, BOUND + 10), writer.snapshot()
         finally:
             cluster.start()  # the database is back: a moment after the spill
 
@@ -158,25 +173,13 @@ def test_events_taken_out_while_their_commit_is_under_way_are_spilled_as_possibl
     submit(app, synthetic(1, "test.warm"))
     assert writer.flush(10)
     capfd.readouterr()
-    committing, release = threading.Event(), threading.Event()
-
-    def hold_the_commit(connection: Connection) -> None:
-        if in_the_writer() and not release.is_set():
-            committing.set()
-            release.wait(10)
-
-    event.listen(Engine, "commit", hold_the_commit)
-    try:
+    with writer_commits_held() as (committing, release):
         batch = synthetic(5)
         submit(app, batch)
         assert committing.wait(10)
-        assert wait_for(lambda: writer.snapshot()["spilled"] == len(batch), 10)
+        assert poll(lambda: writer.snapshot()["spilled"] == len(batch), 10)
         release.set()
-        assert wait_for(lambda: ids(batch) <= set(stored(app)), 10)
-    finally:
-        release.set()
-        # Only once the commit is through: not while the writer's commit runs the listeners.
-        event.remove(Engine, "commit", hold_the_commit)
+        assert poll(lambda: ids(batch) <= set(stored(app)), 10)
 
     spills = spill_lines(capfd)
     assert sorted((s["id"], s["audit_spill"], s["possibly_written"]) for s in spills) == sorted(
@@ -229,15 +232,7 @@ def test_abandon_spills_everything_at_once_even_from_inside_a_hand_over_it_inter
     written is spilled there and then, without waiting for a commit that hangs."""
     app = app_factory(AUDIT_FLUSH_INTERVAL="0.05", AUDIT_BATCH_SIZE="5", AUDIT_SPILL_AFTER="60")
     writer = writer_of(app)
-    committing, release = threading.Event(), threading.Event()
-
-    def hold_the_commit(connection: Connection) -> None:
-        if in_the_writer() and not release.is_set():
-            committing.set()
-            release.wait(10)
-
-    event.listen(Engine, "commit", hold_the_commit)
-    try:
+    with writer_commits_held() as (committing, release):
         in_hand = synthetic(5)
         submit(app, in_hand)
         assert committing.wait(10)
@@ -265,10 +260,7 @@ def test_abandon_spills_everything_at_once_even_from_inside_a_hand_over_it_inter
         assert spills[-1]["event_type"] == "test.late"
         release.set()
         # The hung commit went through after all: its rows are the ones the lines flag.
-        assert wait_for(lambda: ids(in_hand) <= set(stored(app)), 10)
-    finally:
-        release.set()
-        event.remove(Engine, "commit", hold_the_commit)
+        assert poll(lambda: ids(in_hand) <= set(stored(app)), 10)
     snapshot = writer.snapshot()
     assert (snapshot["written"], snapshot["spilled"]) == (0, 13)
     assert sorted(stored(app)) == sorted(ids(in_hand))
@@ -298,7 +290,7 @@ def test_an_exception_in_the_writer_spills_what_it_held_and_later_events_are_wri
     monkeypatch.setattr(writer, "_take_batch", take_then_fail)
     first = synthetic(10)
     submit(app, first)
-    assert wait_for(lambda: writer.snapshot()["spilled"] == len(failed) > 0, 10)
+    assert poll(lambda: writer.snapshot()["spilled"] == len(failed) > 0, 10)
     second = synthetic(5, "test.second")
     submit(app, second)
     assert writer.flush(10), writer.snapshot()

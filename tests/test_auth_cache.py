@@ -17,20 +17,9 @@ import pytest
 from mita_app.auth import accounts as users
 from mita_app.auth import guard
 from mita_app.auth.guard import EXTENSION_KEY, AuthCache, TokenCheck
-from tests.conftest import AuthActions, sql_statements
+from tests.conftest import AuthActions, HandClock, sql_statements
 
 TTL = 5.0
-
-
-class FakeClock:
-    def __init__(self, start=1000.0):
-        self.now = start
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 def cache_of(app):
@@ -38,7 +27,7 @@ def cache_of(app):
 
 
 def with_fake_clock(app):
-    clock = FakeClock()
+    clock = HandClock()
     cache_of(app).clock = clock
     return clock
 
@@ -229,7 +218,7 @@ def token():
 
 
 def test_cache_entry_expires_after_the_ttl():
-    clock = FakeClock()
+    clock = HandClock()
     cache = AuthCache(ttl=TTL, max_size=10, clock=clock)
     key, entry = token(), check()
     cache.put(key, entry)
@@ -248,7 +237,7 @@ def test_cache_with_ttl_zero_stores_nothing():
 
 
 def test_full_cache_evicts_expired_entries_before_live_ones():
-    clock = FakeClock()
+    clock = HandClock()
     cache = AuthCache(ttl=TTL, max_size=3, clock=clock)
     old, live = token(), [token(), token()]
     cache.put(old, check())
@@ -263,7 +252,7 @@ def test_full_cache_evicts_expired_entries_before_live_ones():
 
 
 def test_full_cache_evicts_the_oldest_live_entry():
-    cache = AuthCache(ttl=TTL, max_size=3, clock=FakeClock())
+    cache = AuthCache(ttl=TTL, max_size=3, clock=HandClock())
     keys = [token() for _ in range(4)]
     for key in keys:
         cache.put(key, check())
@@ -272,7 +261,7 @@ def test_full_cache_evicts_the_oldest_live_entry():
 
 
 def test_cache_drops_every_token_of_one_session_or_of_every_session_of_a_user():
-    cache = AuthCache(ttl=TTL, max_size=10, clock=FakeClock())
+    cache = AuthCache(ttl=TTL, max_size=10, clock=HandClock())
     user, other = uuid.uuid4(), uuid.uuid4()
     sessions = [uuid.uuid4() for _ in range(3)]
     # Two access tokens of the first session: one from login, one from a refresh.

@@ -33,7 +33,7 @@ from mita_app.auth.better_auth import BetterAuth
 from mita_app.extensions import db
 from mita_app.models import User
 from tests.auth_server import JWKS_PATH, SESSION_PATH, AuthServer, auth_server_fixture  # noqa: F401
-from tests.conftest import PASSWORD, build_app, dispose, events_of
+from tests.conftest import PASSWORD, HandClock, build_app, dispose, events_of, timed_get
 from tests.races import in_threads, poll
 
 WAIT = 5.0  # the bound on every wait for another thread or for a state: far above what is needed
@@ -174,12 +174,6 @@ def assert_unavailable(response: Any) -> int:
     return retry_after(response)
 
 
-def timed_get(client: FlaskClient, path: str, **kwargs: Any) -> tuple[Any, float]:
-    started = time.perf_counter()
-    response = client.get(path, **kwargs)
-    return response, time.perf_counter() - started
-
-
 def open_breaker(client: FlaskClient, server: AuthServer) -> float:
     """Three requests that the server answers with 500: the breaker opens (threshold 3).
     Returns a moment (time.monotonic) just before it opened: before the third was sent."""
@@ -190,19 +184,6 @@ def open_breaker(client: FlaskClient, server: AuthServer) -> float:
     assert_unavailable(client.get(ME, headers=bearer(new_token())))
     assert breaker_check(client)["breaker"]["state"] == "open"
     return before
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told (for the key set's refetch window)."""
-
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def jwt_of(server: AuthServer, user_id: str = "jwt-user", kid: str | None = None, **claims: Any):
@@ -755,7 +736,7 @@ def test_an_unknown_key_is_refused_and_refetches_the_keys_at_most_once_per_windo
     window = 30.0  # AUTH_JWKS_MIN_REFRESH; the keys' clock is driven by hand, so no wait
     app = make_app(AUTH_JWKS_MIN_REFRESH=str(window))
     client = client_of(app)
-    clock = FakeClock()
+    clock = HandClock(time.monotonic())
     better_auth_of(app).keys.clock = clock
     assert client.get(ME, headers=bearer(jwt_of(auth_server))).status_code == 200
     assert auth_server.calls(JWKS_PATH) == 1

@@ -27,7 +27,7 @@ from flask.testing import FlaskClient
 
 from mita_app.auth.better_auth import BetterAuth
 from tests.auth_server import JWKS_PATH, SESSION_PATH, AuthServer, auth_server_fixture  # noqa: F401
-from tests.conftest import build_app, dispose, events_of
+from tests.conftest import HandClock, build_app, dispose, events_of, timed_get
 from tests.races import in_threads, poll
 
 ME = "/api/users/me"
@@ -106,21 +106,8 @@ def make_db_app(
     yield from _apps(lambda env: app_factory(**env), auth_server)
 
 
-class FakeClock:
-    """A monotonic clock that moves only when told (the key set's refetch window)."""
-
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def hand_clock(app: Flask) -> FakeClock:
-    clock = FakeClock()
+def hand_clock(app: Flask) -> HandClock:
+    clock = HandClock(time.monotonic())
     better_auth_of(app).keys.clock = clock
     return clock
 
@@ -188,12 +175,6 @@ def breaker_states(client: FlaskClient) -> tuple[dict[str, Any], dict[str, Any]]
     """(get-session's breaker, the JWKS fetch's breaker), as /ready shows them."""
     check = auth_check(client)
     return check["breaker"], check["signing_keys"]["breaker"]
-
-
-def timed_get(client: FlaskClient, path: str, **kwargs: Any) -> tuple[Any, float]:
-    started = time.perf_counter()
-    response = client.get(path, **kwargs)
-    return response, time.perf_counter() - started
 
 
 # --- a JWKS that does not exist: the server issues no JWTs ------------------------------------

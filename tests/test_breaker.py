@@ -25,21 +25,11 @@ from mita_app.auth.breaker import (
     UpstreamFailure,
     retry_after_seconds,
 )
+from tests.conftest import HandClock
 
 WAIT = 5.0  # the bound on every wait for another thread: far above what any step needs
 THRESHOLD = 3
 RESET = 10.0  # seconds of the fake clock
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Transitions:
@@ -180,8 +170,8 @@ def no_probe_left_running() -> Iterator[None]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> HandClock:
+    return HandClock()
 
 
 @pytest.fixture
@@ -190,7 +180,7 @@ def transitions() -> Transitions:
 
 
 @pytest.fixture
-def breaker(clock: FakeClock, transitions: Transitions) -> CircuitBreaker:
+def breaker(clock: HandClock, transitions: Transitions) -> CircuitBreaker:
     return CircuitBreaker(
         "upstream",
         failure_threshold=THRESHOLD,
@@ -290,7 +280,7 @@ def test_opens_at_the_threshold_and_fails_fast_without_running_the_block(
     assert breaker.snapshot()["consecutive_failures"] == THRESHOLD
 
 
-def test_retry_after_counts_down_with_the_clock(breaker: CircuitBreaker, clock: FakeClock) -> None:
+def test_retry_after_counts_down_with_the_clock(breaker: CircuitBreaker, clock: HandClock) -> None:
     open_breaker(breaker)
     assert rejected(breaker).retry_after == RESET
 
@@ -320,7 +310,7 @@ def test_retry_after_seconds_is_a_whole_number_of_at_least_one(
 
 
 def test_after_the_pause_the_next_attempt_is_the_trial_and_others_fail_fast(
-    breaker: CircuitBreaker, clock: FakeClock, hold: Callable[[CircuitBreaker], HeldCall]
+    breaker: CircuitBreaker, clock: HandClock, hold: Callable[[CircuitBreaker], HeldCall]
 ) -> None:
     open_breaker(breaker)
     clock.advance(RESET)
@@ -343,7 +333,7 @@ def test_after_the_pause_the_next_attempt_is_the_trial_and_others_fail_fast(
 
 
 def test_of_many_simultaneous_attempts_after_the_pause_exactly_one_is_the_trial(
-    breaker: CircuitBreaker, clock: FakeClock
+    breaker: CircuitBreaker, clock: HandClock
 ) -> None:
     open_breaker(breaker)
     clock.advance(RESET)
@@ -377,7 +367,7 @@ def test_of_many_simultaneous_attempts_after_the_pause_exactly_one_is_the_trial(
 
 
 def test_trial_success_closes(
-    breaker: CircuitBreaker, clock: FakeClock, transitions: Transitions
+    breaker: CircuitBreaker, clock: HandClock, transitions: Transitions
 ) -> None:
     open_breaker(breaker)
     clock.advance(RESET)
@@ -394,7 +384,7 @@ def test_trial_success_closes(
 
 
 def test_trial_failure_reopens_for_a_full_new_period(
-    breaker: CircuitBreaker, clock: FakeClock, transitions: Transitions
+    breaker: CircuitBreaker, clock: HandClock, transitions: Transitions
 ) -> None:
     open_breaker(breaker)
     clock.advance(RESET + 5)  # the first request after the pause comes late
@@ -413,7 +403,7 @@ def test_trial_failure_reopens_for_a_full_new_period(
 
 
 def test_an_unrelated_exception_in_the_trial_releases_it_without_a_verdict(
-    breaker: CircuitBreaker, clock: FakeClock, transitions: Transitions
+    breaker: CircuitBreaker, clock: HandClock, transitions: Transitions
 ) -> None:
     open_breaker(breaker)
     clock.advance(RESET)
@@ -432,7 +422,7 @@ def test_an_unrelated_exception_in_the_trial_releases_it_without_a_verdict(
 
 
 def test_on_transition_receives_previous_new_and_details_in_order(
-    breaker: CircuitBreaker, clock: FakeClock, transitions: Transitions
+    breaker: CircuitBreaker, clock: HandClock, transitions: Transitions
 ) -> None:
     for n in range(THRESHOLD):
         fail(breaker, f"boom {n}")
@@ -451,7 +441,7 @@ def test_on_transition_receives_previous_new_and_details_in_order(
     ]
 
 
-def test_snapshot_values(breaker: CircuitBreaker, clock: FakeClock) -> None:
+def test_snapshot_values(breaker: CircuitBreaker, clock: HandClock) -> None:
     assert breaker.snapshot() == {
         "state": CLOSED,
         "consecutive_failures": 0,
@@ -546,7 +536,7 @@ def test_a_failing_probe_reopens_and_schedules_another() -> None:
 
 
 def test_a_probe_does_nothing_if_a_request_took_the_trial(
-    clock: FakeClock, hold: Callable[[CircuitBreaker], HeldCall]
+    clock: HandClock, hold: Callable[[CircuitBreaker], HeldCall]
 ) -> None:
     probe = Probe()
     breaker = CircuitBreaker(
@@ -574,7 +564,7 @@ def test_a_probe_does_nothing_if_a_request_took_the_trial(
 
 
 def test_a_call_admitted_before_the_opening_does_not_free_the_half_open_trial(
-    breaker: CircuitBreaker, clock: FakeClock, hold: Callable[[CircuitBreaker], HeldCall]
+    breaker: CircuitBreaker, clock: HandClock, hold: Callable[[CircuitBreaker], HeldCall]
 ) -> None:
     straggler = hold(breaker)  # admitted while closed; its upstream call is slow
     open_breaker(breaker)  # meanwhile other calls fail
@@ -590,7 +580,7 @@ def test_a_call_admitted_before_the_opening_does_not_free_the_half_open_trial(
 
 
 def test_a_probe_does_not_call_after_a_request_trial_closed_the_breaker(
-    clock: FakeClock,
+    clock: HandClock,
 ) -> None:
     probe = Probe()
     breaker = CircuitBreaker(
@@ -606,7 +596,7 @@ def test_a_probe_does_not_call_after_a_request_trial_closed_the_breaker(
 
 
 def test_a_transition_callback_may_look_at_the_breaker_and_its_failure_is_not_the_calls(
-    clock: FakeClock,
+    clock: HandClock,
 ) -> None:
     seen: list[str] = []
 
