@@ -22,6 +22,7 @@ def create_app(
 
     from . import (
         api,
+        application,
         audit,
         commands,
         database,
@@ -38,7 +39,7 @@ def create_app(
     from .config import from_env
     from .extensions import limiter
 
-    app = errors.App(__name__)
+    app = application.App(__name__)
     os.makedirs(app.instance_path, exist_ok=True)
     default_db = "sqlite:///" + os.path.join(app.instance_path, "mita.db")
     app.config.update(from_env(env, default_database_url=default_db))

@@ -291,25 +291,8 @@ def _retry_after_only_when_retrying(response: Response) -> Response:
     return response
 
 
-class App(Flask):
-    """Flask, with a failing teardown contained. Teardowns run once the answer is decided and
-    what it needed is committed: a failure there (the database going away as the session is
-    closed) is logged and the answer stands, instead of the server's own HTML error page."""
-
-    def do_teardown_request(self, *args: Any) -> None:
-        try:
-            super().do_teardown_request(*args)
-        except Exception as error:
-            _teardown_failed(error)
-
-    def do_teardown_appcontext(self, *args: Any) -> None:
-        try:
-            super().do_teardown_appcontext(*args)
-        except Exception as error:
-            _teardown_failed(error)
-
-
-def _teardown_failed(error: Exception) -> None:
+def teardown_failed(error: Exception) -> None:
+    """A teardown failed once the answer was decided: logged, and the answer stands."""
     if database_failed(error):
         log.warning("database unavailable during teardown: %s", type(error).__name__)
     else:

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from flask_limiter import Limiter
+import flask_limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -34,6 +34,36 @@ if TYPE_CHECKING:
     Model = Base
 else:
     Model = db.Model
+
+
+class Limiter(flask_limiter.Limiter):
+    """Flask-Limiter, minus its app-wide check where there is nothing app-wide to count.
+
+    Flask-Limiter checks every request in a `before_request` hook for the limits that apply
+    beyond one view (application, default, blueprint and meta limits, and the in-memory
+    fallback); a view's own limits are checked by its decorator as the view is called. mita
+    configures none of the app-wide kinds, yet that hook resolved the limits of every request,
+    found none and cost more than the rest of a `/health` request: it now runs only while some
+    app-wide limit is configured.
+    """
+
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
+        if in_middleware and not self._app_wide_limits():
+            return
+        super()._check_request_limit(callable_name, in_middleware)
+
+    def _app_wide_limits(self) -> bool:
+        manager = self.limit_manager
+        return bool(
+            manager._application_limits
+            or manager._default_limits
+            or manager._blueprint_limits
+            or self._meta_limits
+            or self._in_memory_fallback
+        )
+
 
 migrate = Migrate()
 limiter = Limiter(key_func=get_remote_address)

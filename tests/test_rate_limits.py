@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 
-from tests.conftest import PASSWORD, free_port
+from mita_app import create_app
+from mita_app.extensions import limiter
+from tests.conftest import PASSWORD, dispose, env_for, free_port
 
 NO_REDIS = "Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
 
@@ -117,3 +119,29 @@ def test_unreachable_limit_storage_lets_requests_through_instead_of_failing(app_
     for _ in range(3):
         assert login(client, "open@example.com").status_code == 401
     assert any("rate limit" in record.getMessage().lower() for record in caplog.records)
+
+
+@pytest.mark.parametrize("setting", ["RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION"])
+def test_an_app_wide_limit_still_applies_to_every_route(tmp_path, setting):
+    """Flask-Limiter's per-request check of app-wide limits is skipped while none is set; once
+    one is, it counts requests to routes that have no limit of their own."""
+    app = create_app(
+        {"TESTING": True, setting: "2 per minute"},
+        env=env_for(f"sqlite:///{tmp_path}/mita.db", RATELIMIT_ENABLED="true"),
+    )
+    try:
+        client = app.test_client()
+        assert [client.get("/health").status_code for _ in range(2)] == [200, 200]
+        assert_rate_limited(client.get("/health"))
+    finally:
+        # The limiter is one object for every app of the process: forget this app's limits.
+        limiter.limit_manager.set_default_limits([])
+        limiter.limit_manager.set_application_limits([])
+        dispose(app)
+
+
+def test_without_app_wide_limits_a_route_without_a_limit_is_not_counted(limited_client):
+    for _ in range(50):
+        response = limited_client.get("/health")
+        assert response.status_code == 200
+        assert "X-RateLimit-Limit" not in response.headers
