@@ -42,7 +42,8 @@ format: $(VENV)/.dev
 migrate: $(VENV)/.dev
 	$(FLASK) db migrate -m "$(m)"
 
-# All four benchmarks; one of them: make bench BENCH=audit (auth, audit, better_auth, slow_clients).
+# All five benchmarks; one of them: make bench BENCH=audit (auth, audit, better_auth, slow_clients,
+# framework).
 # See bench/README.md.
 bench: $(VENV)/.dev
 	bash bench/run.sh $(BENCH)

@@ -150,6 +150,16 @@ def _cpu_ticks(pids: list[int]) -> int:
     return ticks
 
 
+def _workers_ticks(master: int) -> int:
+    """CPU ticks of a gunicorn master's live workers and of those it has reaped (cutime +
+    cstime), so a worker recycled during a measurement still counts, and its successor too."""
+    try:
+        fields = _stat(master)
+    except OSError:
+        return _cpu_ticks(_children(master))
+    return _cpu_ticks(_children(master)) + int(fields[13]) + int(fields[14])
+
+
 def _database_backends(name: str = DB_NAME) -> list[int]:
     connection = _admin()
     try:
@@ -201,7 +211,8 @@ class Server:
     """One gunicorn master on 127.0.0.1, stopped by its PID.
 
     `cache` is the state ("on", "off") of the setting the run compares: `setting` names it in
-    messages and file names, `described` in the start-up line.
+    messages and file names, `described` in the start-up line. `config` and `app` are gunicorn's
+    config file and app (another app than mita's, to compare with).
     """
 
     def __init__(
@@ -212,6 +223,8 @@ class Server:
         *,
         setting: str = "cache",
         described: str = "session cache",
+        config: str = "gunicorn.conf.py",
+        app: str = "wsgi:app",
     ) -> None:
         self.cache = cache
         self.setting = setting
@@ -222,8 +235,8 @@ class Server:
         self._log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                *(str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"),
-                *("--bind", f"127.0.0.1:{self.port}", "wsgi:app"),
+                *(str(BIN / "gunicorn"), "-c", config),
+                *("--bind", f"127.0.0.1:{self.port}", app),
             ],
             cwd=ROOT,
             env=env,
@@ -290,9 +303,12 @@ def parse_wrk(output: str, *, expect_status: int = 200) -> tuple[float, float, f
 
 
 def wrk(
-    base: str, path: str, token: str, seconds: int, *, expect_status: int = 200
+    base: str, path: str, token: str, seconds: int, *, expect_status: int = 200, timeout: int = 2
 ) -> tuple[float, float, float, int]:
+    """One wrk run; a response slower than `timeout` seconds (wrk's default 2) is a socket
+    error."""
     command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    command += ["--timeout", f"{timeout}s"]
     command += ["-H", f"Authorization: Bearer {token}", base + path]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=seconds + 30, check=False
@@ -318,27 +334,40 @@ def _cpu_busy(seconds: float = 2.0) -> float:
 
 
 def _wrk_with_retry(
-    server: Server, path: str, token: str, seconds: int, *, expect_status: int = 200
+    server: Server,
+    path: str,
+    token: str,
+    seconds: int,
+    *,
+    expect_status: int = 200,
+    timeout: int = 2,
 ) -> tuple[float, float, float, int]:
     try:
-        return wrk(server.base, path, token, seconds, expect_status=expect_status)
+        return wrk(server.base, path, token, seconds, expect_status=expect_status, timeout=timeout)
     except BenchError as error:
         first_line = str(error).splitlines()[0]
         _log(f"retrying {path} on {server.setting} {server.cache} once: {first_line}")
         time.sleep(3)
-        return wrk(server.base, path, token, seconds, expect_status=expect_status)
+        return wrk(server.base, path, token, seconds, expect_status=expect_status, timeout=timeout)
 
 
 def timed(
-    server: Server, path: str, token: str, seconds: int, round_no: int, *, expect_status: int = 200
+    server: Server,
+    path: str,
+    token: str,
+    seconds: int,
+    round_no: int,
+    *,
+    expect_status: int = 200,
+    timeout: int = 2,
 ) -> Result:
     """One wrk run, with the CPU time the app's workers and its database sessions spent on it."""
-    workers, backends = _children(server.process.pid), _database_backends(server.database)
-    app0, db0 = _cpu_ticks(workers), _cpu_ticks(backends)
+    backends = _database_backends(server.database)
+    app0, db0 = _workers_ticks(server.process.pid), _cpu_ticks(backends)
     rps, p50, p99, total = _wrk_with_retry(
-        server, path, token, seconds, expect_status=expect_status
+        server, path, token, seconds, expect_status=expect_status, timeout=timeout
     )
-    app_us = (_cpu_ticks(workers) - app0) * _TICK_US / total
+    app_us = (_workers_ticks(server.process.pid) - app0) * _TICK_US / total
     db_us = (_cpu_ticks(backends) - db0) * _TICK_US / total
     return Result(round_no, path, server.cache, rps, p50, p99, total, app_us, db_us)
 

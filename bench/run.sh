@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Benchmarks: gunicorn (2 sync workers) on PostgreSQL, driven by wrk from 127.0.0.1.
-# Usage: bash bench/run.sh [auth] [audit] [better_auth] [slow_clients]
-# (or: make bench [BENCH="auth audit"]); no argument runs all four, in that order.
+# Usage: bash bench/run.sh [auth] [audit] [better_auth] [slow_clients] [framework]
+# (or: make bench [BENCH="auth audit"]); no argument runs all five, in that order.
 # Settings and figures: bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-    benches=(auth audit better_auth slow_clients)
+    benches=(auth audit better_auth slow_clients framework)
 fi
 for name in "${benches[@]}"; do
     case "$name" in
-        auth | audit | better_auth | slow_clients) ;;
+        auth | audit | better_auth | slow_clients | framework) ;;
         *)
-            echo "bench: unknown benchmark '$name' (auth, audit, better_auth, slow_clients)" >&2
+            echo "bench: unknown benchmark '$name' (auth, audit, better_auth, slow_clients, framework)" >&2
             exit 2
             ;;
     esac
@@ -49,7 +49,11 @@ trap 'stop_driver 130' INT
 status=0
 for name in "${benches[@]}"; do
     echo "bench: --- ${name} benchmark ---" >&2
-    "$python" "bench/${name}_bench.py" &
+    if [ "$name" = framework ]; then
+        "$python" -m bench.framework_bench & # imports bench.anchors and mita_app
+    else
+        "$python" "bench/${name}_bench.py" &
+    fi
     driver=$!
     code=0
     wait "$driver" || code=$?
