@@ -1,8 +1,12 @@
 """Extension objects only; they are bound to an app in `create_app`."""
 
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import flask_limiter
+from flask import Flask
+from flask.globals import request_ctx
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -47,6 +51,15 @@ class Limiter(flask_limiter.Limiter):
     app-wide limit is configured.
     """
 
+    def init_app(self, app: Flask) -> None:
+        hooks = (app.after_request_funcs.setdefault(None, []), app.teardown_request_funcs[None])
+        known = [list(funcs) for funcs in hooks]
+        super().init_app(app)
+        # Its after-request and teardown hooks only read and reset what its checks noted on the
+        # request (the limits for the X-RateLimit-* headers): run them where a check ran.
+        for funcs, before in zip(hooks, known, strict=True):
+            funcs[:] = [f if f in before else _where_a_limit_was_checked(f) for f in funcs]
+
     def _check_request_limit(
         self, callable_name: str | None = None, in_middleware: bool = True
     ) -> None:
@@ -63,6 +76,19 @@ class Limiter(flask_limiter.Limiter):
             or self._meta_limits
             or self._in_memory_fallback
         )
+
+
+def _where_a_limit_was_checked(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """`hook`, run only on requests where Flask-Limiter has noted something (it keeps its notes on
+    the request context, created by its first check)."""
+
+    @functools.wraps(hook)
+    def run_where_checked(*args: Any) -> Any:
+        if hasattr(request_ctx, "_limiter_request_context"):
+            return hook(*args)
+        return args[0] if args else None  # an after-request hook hands the response on
+
+    return run_where_checked
 
 
 migrate = Migrate()
