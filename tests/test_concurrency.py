@@ -11,7 +11,7 @@ import itertools
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from mita_app.extensions import db
 from mita_app.models import AuthSession, User
@@ -189,3 +189,29 @@ def test_registrations_that_all_passed_the_email_check_still_create_one_account(
         "/api/users/me", headers={"Authorization": f"Bearer {created['data']['access_token']}"}
     )
     assert me.get_json()["data"]["email"] == email
+
+
+@pytest.mark.postgres
+def test_a_busy_worker_keeps_its_connections_instead_of_opening_new_ones(pg_url):
+    """The default pool keeps a connection for each of a default worker's 16 threads: round after
+    round of 16 requests that all hold a connection at once (each waits on a table lock) reuse
+    them. (A pool of 5 plus 11 overflow closed the 11 as they came back, and opened 11 new ones
+    for the next round.)"""
+    app = build_app(pg_url)
+    try:
+        client = app.test_client()
+        token = register(client, "busy@example.com")["access_token"]
+        opened = itertools.count()
+        with app.app_context():
+            event.listen(db.engine, "connect", lambda *_: next(opened))
+
+        def profile(client):
+            return client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+
+        lock = "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"
+        for _ in range(3):
+            results = gated_race(app, pg_url, 16, profile, lock)
+            assert statuses(results) == [200] * 16
+        assert next(opened) <= 16
+    finally:
+        dispose(app)

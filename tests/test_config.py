@@ -263,7 +263,7 @@ def test_invalid_setting_is_refused_naming_the_variable(name: str, value: str) -
 def test_blank_setting_means_the_default(value: str) -> None:
     options = config_for({"DB_POOL_SIZE": value})["SQLALCHEMY_ENGINE_OPTIONS"]
 
-    assert options["pool_size"] == 5
+    assert options["pool_size"] == 16
 
 
 @pytest.mark.parametrize(
@@ -324,8 +324,8 @@ def test_postgresql_engine_options_fail_fast_by_default() -> None:
 
     assert options["pool_pre_ping"] is True
     assert options["hide_parameters"] is True
-    assert options["pool_size"] == 5
-    assert options["max_overflow"] == 11
+    assert options["pool_size"] == 16  # a connection kept for each of a worker's 16 threads
+    assert options["max_overflow"] == 0
     assert options["pool_recycle"] == 1800
     connect_args = options["connect_args"]
     assert connect_args["connect_timeout"] == 3
@@ -346,7 +346,7 @@ def test_postgresql_engine_options_fail_fast_by_default() -> None:
 
 CONFIGURABLE_OPTIONS: list[tuple[str, str, Callable[[dict[str, Any]], Any], Any]] = [
     ("DB_POOL_SIZE", "11", lambda o: o["pool_size"], 11),
-    ("DB_MAX_OVERFLOW", "0", lambda o: o["max_overflow"], 0),
+    ("DB_MAX_OVERFLOW", "4", lambda o: o["max_overflow"], 4),
     ("DB_POOL_TIMEOUT", "1.5", lambda o: o["pool_timeout"], 1.5),
     ("DB_POOL_RECYCLE", "60", lambda o: o["pool_recycle"], 60),
     ("DB_POOL_PRE_PING", "false", lambda o: o["pool_pre_ping"], False),
