@@ -80,7 +80,11 @@ def wait_until_serving(server: Server, deadline_seconds: float = 20) -> None:
         if server.process.poll() is not None:
             raise AssertionError(f"gunicorn exited early:\n{server.log()}")
         try:
-            response = requests.get(server.url("/health"), timeout=2)
+            # Closed at once, not kept alive until the garbage collector gets to it: a stopping
+            # worker lingers on a kept-alive connection (gunicorn's 2 s) before it exits.
+            response = requests.get(
+                server.url("/health"), timeout=2, headers={"Connection": "close"}
+            )
         except requests.RequestException:
             # Refused before the master binds; read timeout while no worker accepts yet.
             time.sleep(0.05)
