@@ -7,14 +7,16 @@ computes it (limits after rebalancing, statuses). Days are the user's local days
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, bindparam, delete, func, null, select, union_all
 
 from .database import insert_or_skip
 from .domain import budget as engine
@@ -42,6 +44,20 @@ def lock_user(user: User) -> None:
 
 
 # Plans ------------------------------------------------------------------------------------------
+
+
+# The statements each budget request runs are built once, here, and given their values as
+# parameters: building one costs about as much CPU as running it, and one built once also keeps
+# the cache key under which SQLAlchemy finds its compiled SQL.
+
+# The stored plan of the month starting :month, and those of the :months.
+PLAN = select(BudgetPlan).where(
+    BudgetPlan.user_id == bindparam("user_id"), BudgetPlan.month == bindparam("month")
+)
+PLANS = select(BudgetPlan).where(
+    BudgetPlan.user_id == bindparam("user_id"),
+    BudgetPlan.month.in_(bindparam("months", expanding=True)),
+)
 
 
 def _cents(amount: Decimal | str | int) -> int:
@@ -100,9 +116,7 @@ def plan_of(user: User, month: date) -> BudgetPlan | None:
     """The plan of the month starting `month`: the stored one; else, for a user who has
     onboarded, one made now from their answers, stored when the month has begun (two requests
     at once store one) and only previewed for a later month. None before onboarding."""
-    stored = db.session.scalar(
-        select(BudgetPlan).where(BudgetPlan.user_id == user.id, BudgetPlan.month == month)
-    )
+    stored = db.session.scalar(PLAN, {"user_id": user.id, "month": month})
     return stored if stored is not None else _unstored_plan(user, month)
 
 
@@ -119,9 +133,7 @@ def _unstored_plan(user: User, month: date) -> BudgetPlan | None:
         return BudgetPlan(**row)  # a preview, not stored
     db.session.execute(insert_or_skip(BudgetPlan, row, ["user_id", "month"]))
     db.session.commit()
-    return db.session.scalar(
-        select(BudgetPlan).where(BudgetPlan.user_id == user.id, BudgetPlan.month == month)
-    )
+    return db.session.scalar(PLAN, {"user_id": user.id, "month": month})
 
 
 def plan_lines(plan: BudgetPlan) -> list[engine.PlanLine]:
@@ -140,22 +152,69 @@ def plan_lines(plan: BudgetPlan) -> list[engine.PlanLine]:
 # Spending ---------------------------------------------------------------------------------------
 
 
-def spending(user: User, first: date, last: date) -> dict[date, dict[Category, int]]:
+# The ledger's order, newest first.
+NEWEST_FIRST = (Transaction.spent_at.desc(), Transaction.created_at.desc(), Transaction.id.desc())
+# What the user spent per local day and spending category from :first to :last, summed by the
+# database on the (user_id, spent_on) index.
+SUMS = (
+    select(Transaction.spent_on, Transaction.category, func.sum(Transaction.amount))
+    .where(
+        Transaction.user_id == bindparam("user_id"),
+        Transaction.spent_on >= bindparam("first"),
+        Transaction.spent_on <= bindparam("last"),
+    )
+    .group_by(Transaction.spent_on, Transaction.category)
+)
+# The user's :newest latest expenses (on the (user_id, spent_at) index), then `SUMS`' rows,
+# which have no id: two reads in one statement.
+NEWEST = (
+    select(
+        Transaction.spent_on,
+        Transaction.category,
+        Transaction.amount,
+        Transaction.id,
+        Transaction.description,
+        Transaction.merchant,
+        Transaction.spent_at,
+        Transaction.created_at,
+    )
+    .where(Transaction.user_id == bindparam("user_id"))
+    .order_by(*NEWEST_FIRST)
+    .limit(bindparam("newest"))
+    .subquery()
+)
+NEWEST_AND_SUMS = union_all(select(NEWEST), SUMS.add_columns(*[null()] * 5))
+
+SpentByDay = dict[date, dict[Category, int]]
+
+
+def _by_day(sums: Iterable[tuple[date, str, Decimal]]) -> SpentByDay:
+    """`SUMS`' rows as cents per local day and budget category."""
+    spent: defaultdict[date, defaultdict[Category, int]] = defaultdict(lambda: defaultdict(int))
+    for day, category, total in sums:
+        spent[day][budget_category(category)] += engine.to_cents(total)
+    return {day: dict(by_category) for day, by_category in spent.items()}
+
+
+def spending(user: User, first: date, last: date) -> SpentByDay:
     """Cents spent per local day and budget category from `first` to `last`, summed by the
     database from the ledger (one query on the (user_id, spent_on) index)."""
+    return _by_day(db.session.execute(SUMS, {"user_id": user.id, "first": first, "last": last}))
+
+
+def spending_and_newest(
+    user: User, first: date, last: date, newest: int
+) -> tuple[SpentByDay, list[Row[Any]]]:
+    """`spending(user, first, last)` and the user's `newest` latest expenses, newest first,
+    in one statement (`NEWEST_AND_SUMS`)."""
     rows = db.session.execute(
-        select(Transaction.spent_on, Transaction.category, func.sum(Transaction.amount))
-        .where(
-            Transaction.user_id == user.id,
-            Transaction.spent_on >= first,
-            Transaction.spent_on <= last,
-        )
-        .group_by(Transaction.spent_on, Transaction.category)
-    )
-    spent: defaultdict[date, defaultdict[Category, int]] = defaultdict(lambda: defaultdict(int))
-    for day, category, total in rows:
-        spent[day][budget_category(category)] += _cents(total)
-    return {day: dict(by_category) for day, by_category in spent.items()}
+        NEWEST_AND_SUMS, {"user_id": user.id, "first": first, "last": last, "newest": newest}
+    ).all()
+    latest = [row for row in rows if row.id is not None]
+    # A union keeps no order: the ledger's, by (spent_at, created_at, id), descending.
+    latest.sort(key=lambda row: (row.spent_at, row.created_at, row.id), reverse=True)
+    # A sum's row: (spent_on, category, sum, None...).
+    return _by_day(row[:3] for row in rows if row.id is None), latest
 
 
 # The month --------------------------------------------------------------------------------------
@@ -230,39 +289,75 @@ class MonthBudget:
         )
 
 
+@functools.lru_cache(maxsize=64)  # ~70 KiB each
+def _worked_out(
+    lines: tuple[engine.PlanLine, ...],
+    year: int,
+    month: int,
+    spent: tuple[tuple[tuple[Category, int], ...], ...],
+) -> tuple[engine.Grid, engine.Balanced]:
+    """The month's grid and its rebalancing: pure functions of the plan's lines, the month and
+    each day's spending (in order), so worked out once per process for the same ones: the
+    dashboard, the budget screens and the calendar of one app opening ask for the same month.
+    What it returns is shared: `_month` hands out copies only."""
+    grid = engine.month_grid(lines, year, month)
+    return grid, engine.rebalance(grid, [dict(day) for day in spent])
+
+
+def _month(
+    first: date, plan: BudgetPlan | None, spent_by_day: Mapping[date, Mapping[Category, int]]
+) -> MonthBudget:
+    """The month starting `first` from its plan (if any) and its spending per day, in objects
+    of the caller's own."""
+    days = engine.month_days(first.year, first.month)
+    grid, balanced = _worked_out(
+        tuple(plan_lines(plan)) if plan is not None else (),
+        first.year,
+        first.month,
+        tuple(tuple(spent_by_day.get(day, {}).items()) for day in days),
+    )
+    mine = [dict(cells) for cells in grid]
+    return MonthBudget(
+        first,
+        plan,
+        mine,
+        engine.Balanced(
+            base=mine,
+            spent=[dict(by_category) for by_category in balanced.spent],
+            limit=[dict(by_category) for by_category in balanced.limit],
+            received=[dict(by_category) for by_category in balanced.received],
+        ),
+    )
+
+
 def month_budget(user: User, year: int, month: int) -> MonthBudget:
     """The month's plan (made if needed), its spending from the ledger, rebalanced."""
     first = date(year, month, 1)
     plan = plan_of(user, first)
-    lines = plan_lines(plan) if plan is not None else []
-    grid = engine.month_grid(lines, year, month)
     days = engine.month_days(year, month)
-    spent_by_day = spending(user, days[0], days[-1])
-    spent = [spent_by_day.get(day, {}) for day in days]
-    return MonthBudget(first, plan, grid, engine.rebalance(grid, spent))
+    return _month(first, plan, spending(user, days[0], days[-1]))
 
 
-def month_budgets(user: User, first: date, last: date) -> list[MonthBudget]:
+def month_budgets(
+    user: User, first: date, last: date, *, newest: int = 0
+) -> tuple[list[MonthBudget], list[Row[Any]]]:
     """`month_budget` of every month from `first`'s to `last`'s, with one query for their
-    stored plans and one for their spending (a plan still to be made costs `plan_of`'s)."""
+    stored plans and one for their spending (a plan still to be made costs `plan_of`'s), and
+    the user's `newest` latest expenses read with the spending (`spending_and_newest`)."""
     months = [first_of(first)]
     while months[-1] < first_of(last):
         months.append(first_of(months[-1] + timedelta(days=31)))
     stored = {
         plan.month: plan
-        for plan in db.session.scalars(
-            select(BudgetPlan).where(BudgetPlan.user_id == user.id, BudgetPlan.month.in_(months))
-        )
+        for plan in db.session.scalars(PLANS, {"user_id": user.id, "months": months})
     }
     plans = {month: stored.get(month) or _unstored_plan(user, month) for month in months}
     days = [day for month in months for day in engine.month_days(month.year, month.month)]
-    spent_by_day = spending(user, days[0], days[-1])
-    result = []
-    for month, plan in plans.items():
-        grid = engine.month_grid(plan_lines(plan) if plan else [], month.year, month.month)
-        spent = [spent_by_day.get(day, {}) for day in engine.month_days(month.year, month.month)]
-        result.append(MonthBudget(month, plan, grid, engine.rebalance(grid, spent)))
-    return result
+    if newest:
+        spent_by_day, latest = spending_and_newest(user, days[0], days[-1], newest)
+    else:
+        spent_by_day, latest = spending(user, days[0], days[-1]), []
+    return [_month(month, plan, spent_by_day) for month, plan in plans.items()], latest
 
 
 @dataclass(frozen=True)

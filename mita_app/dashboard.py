@@ -2,26 +2,28 @@
 expenses and one sentence about where the user stands, all from `budget.month_budgets` and the
 ledger, on the user's local days.
 
-A request reads at most: the stored plans of this week's months (one query), their spending
-(one), the ten latest expenses (one); a plan still to be made adds its insert. A user who has
-not onboarded has no budget: zeros and empty lists, without a query.
+A request reads at most: the stored plans of this week's months (one query), then their
+spending and the ten latest expenses (one: `budget.spending_and_newest`); a plan still to be
+made adds its insert. A user who has not onboarded has no budget: zeros and empty lists, without
+a query.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row
 
 from . import budget
 from .domain import budget as engine
 from .domain.categories import Category, budget_category
 from .domain.days import zone
-from .extensions import db
-from .models import Transaction, User
+from .models import User
 
 RECENT = 10
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -125,13 +127,7 @@ NOT_ONBOARDED = Insight(
 )
 
 
-def _recent(user: User) -> list[Recent]:
-    rows = db.session.scalars(
-        select(Transaction)
-        .where(Transaction.user_id == user.id)
-        .order_by(Transaction.spent_at.desc(), Transaction.created_at.desc(), Transaction.id.desc())
-        .limit(RECENT)
-    )
+def _recent(user: User, rows: Iterable[Row[Any]]) -> list[Recent]:
     local = zone(user.timezone)
     recent = []
     for row in rows:
@@ -200,10 +196,8 @@ def dashboard(user: User) -> Dashboard:
             monthly_spent=zero,
         )
     monday = today - timedelta(days=today.weekday())
-    months = {
-        (mb.first.year, mb.first.month): mb
-        for mb in budget.month_budgets(user, monday, monday + timedelta(days=6))
-    }
+    budgets, latest = budget.month_budgets(user, monday, monday + timedelta(days=6), newest=RECENT)
+    months = {(mb.first.year, mb.first.month): mb for mb in budgets}
 
     def month_of(day: date) -> budget.MonthBudget:
         return months[day.year, day.month]
@@ -242,7 +236,7 @@ def dashboard(user: User) -> Dashboard:
         spent=engine.from_cents(now.spent),
         daily_targets=targets,
         week=week,
-        transactions=_recent(user),
+        transactions=_recent(user, latest),
         insights_preview=_insight(now, total - spent),
         user_income=income,
         monthly_budget=engine.from_cents(total),

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
+from math import lcm
 from typing import Literal
 
-from .categories import FLEXIBLE, ORDER, Category
+from .categories import BUDGET_CATEGORIES, FLEXIBLE, ORDER, Category
 
 Kind = Literal["fixed", "flexible"]
 Status = Literal["green", "yellow", "red"]
@@ -92,6 +93,7 @@ DONOR_SHARE = Fraction(1, 2)
 YELLOW_PERCENT = Fraction(5, 100)
 YELLOW_MIN = 200
 YELLOW_MAX = 2500
+_YELLOW = YELLOW_PERCENT.as_integer_ratio()
 LEVELS: tuple[tuple[Fraction, Level], ...] = (
     (Fraction(7, 10), "safe"),
     (Fraction(8, 10), "caution"),
@@ -117,16 +119,26 @@ def apportion(total: int, weights: Sequence[int | Fraction]) -> list[int]:
     `total` exactly and each is its exact share rounded down or up. Ties go to the earlier."""
     if total < 0 or any(weight < 0 for weight in weights):
         raise ValueError("cannot apportion negative amounts or weights")
-    whole = sum(weights, Fraction(0))
+    # Over their common denominator the weights are whole numbers, in the same proportions.
+    scale = lcm(*[weight.denominator for weight in weights])
+    return apportion_whole(total, [int(weight * scale) for weight in weights])
+
+
+def apportion_whole(total: int, weights: list[int]) -> list[int]:
+    """`apportion` over whole weights (`total` and every weight >= 0, unchecked). Share i is
+    total * weight_i / whole: its floor and the remainder that ranks it are integer division's,
+    all over the same denominator."""
+    whole = sum(weights)
     if whole == 0:
         if total:
             raise ValueError("cannot apportion a non-zero total over zero weights")
         return [0] * len(weights)
-    shares = [Fraction(total) * weight / whole for weight in weights]
-    parts = [int(share) for share in shares]  # floor: every share is >= 0
-    by_remainder = sorted(range(len(shares)), key=lambda i: (-(shares[i] - parts[i]), i))
-    for index in by_remainder[: total - sum(parts)]:
-        parts[index] += 1
+    parts = [total * weight // whole for weight in weights]
+    if left := total - sum(parts):
+        remainders = [total * weight % whole for weight in weights]
+        # A stable sort, reversed, keeps the earlier of equal remainders first.
+        for index in sorted(range(len(parts)), key=remainders.__getitem__, reverse=True)[:left]:
+            parts[index] += 1
     return parts
 
 
@@ -264,6 +276,7 @@ class Cell:
         return self.fixed + self.flexible
 
 
+NO_MONEY = Cell()
 Grid = list[dict[Category, Cell]]  # index 0 is the 1st of the month
 
 
@@ -271,21 +284,31 @@ def days_of(year: int, month: int) -> int:
     return calendar.monthrange(year, month)[1]
 
 
+def spread(total: int, days: int) -> list[int]:
+    """`apportion(total, [1] * days)`: each day the same share, and the cents left over (equal
+    remainders) one each to the first days."""
+    if total < 0:
+        raise ValueError("cannot apportion negative amounts or weights")
+    each, odd = divmod(total, days)
+    return [each + 1] * odd + [each] * (days - odd)
+
+
 def month_grid(lines: Sequence[PlanLine], year: int, month: int) -> Grid:
     """Each day's money per budget category: fixed lines on their due day, flexible lines spread
     evenly (largest remainder) so the days sum exactly to the plan."""
     days = days_of(year, month)
-    grid: Grid = [{} for _ in range(days)]
+    cents: list[dict[Category, list[int]]] = [{} for _ in range(days)]  # [fixed, flexible]
     for line in lines:
         if line.kind == "fixed":
             day = min(max(line.due_day or 1, 1), days) - 1
-            cell = grid[day].get(line.category, Cell())
-            grid[day][line.category] = replace(cell, fixed=cell.fixed + line.cents)
+            cents[day].setdefault(line.category, [0, 0])[0] += line.cents
         else:
-            for day, cents in enumerate(apportion(line.cents, [1] * days)):
-                cell = grid[day].get(line.category, Cell())
-                grid[day][line.category] = replace(cell, flexible=cell.flexible + cents)
-    return grid
+            for day, part in enumerate(spread(line.cents, days)):
+                cents[day].setdefault(line.category, [0, 0])[1] += part
+    return [
+        {category: Cell(fixed, flexible) for category, (fixed, flexible) in day.items()}
+        for day in cents
+    ]
 
 
 # Rebalancing ------------------------------------------------------------------------------------
@@ -320,63 +343,104 @@ class Balanced:
         return sum(self.day_limit(day) for day in range(len(self.limit)))
 
 
+Rooms = dict[int, dict[Category, int]]  # day -> budget category -> cents, each > 0
+FLEXIBLE_SET = frozenset(FLEXIBLE)
+
+
 def rebalance(base: Grid, spent: Sequence[Mapping[Category, int]]) -> Balanced:
-    """Cover each overspend from other cells' money (see the module's rules); pure."""
+    """Cover each overspend from other cells' money (see the module's rules); pure.
+
+    A cell's room in a tier is what it may still give there: the least of the tier's own bound
+    (its bill's money that its day has not spent; half its flexible money) less what it gave in
+    the tier, and what it has left unspent. It is worked out once, then falls by what the cell
+    gives in the tier and nothing else. A cell with room is not overspent, so it receives
+    nothing. A cell with room in both tiers has unspent its unpaid bill's money plus its
+    flexible money not given, no less than either tier's bound, so giving in one tier leaves
+    its room in the other as it was. So a cell is dropped for good when its room runs out, as is a
+    day's flexible money once the walk reaches it (it only ever goes to earlier days), and an
+    overspend looks only at the cells left, in the rules' order (day, then vocabulary): a cell
+    without room would get no cent of `apportion`'s split, so the split is the same."""
     if len(spent) != len(base):
         raise ValueError("spending and plan cover different numbers of days")
     result = Balanced(
         base=base,
         spent=[dict(day) for day in spent],
-        limit=[{category: cell.total for category, cell in day.items()} for day in base],
+        limit=[{c: cell.fixed + cell.flexible for c, cell in day.items()} for day in base],
         received=[{} for _ in base],
     )
-    gave_fixed: dict[tuple[int, Category], int] = {}
-    gave_flexible: dict[tuple[int, Category], int] = {}
+    limit, spending = result.limit, result.spent
+    fixed_room: Rooms = {}
+    flexible_room: Rooms = {}
+    # Rounding down, as `int` does for the positive amounts that can give.
+    share, whole = DONOR_SHARE.numerator, DONOR_SHARE.denominator
+    for day, (cells, spent_on_day) in enumerate(zip(base, spending, strict=True)):
+        # What each cell has left unspent: its money less its day's spending in the category.
+        unspent = {c: cents - spent_on_day.get(c, 0) for c, cents in limit[day].items()}
+        unspent.update({c: -cents for c, cents in spent_on_day.items() if c not in unspent})
+        # Its bill's money that its day has not spent: only a cell with a bill has some (or one
+        # with negative spending, which no ledger has).
+        billed = [c for c, cell in cells.items() if cell.fixed > 0]
+        billed += [c for c, cents in spent_on_day.items() if cents < 0]
+        bills = {
+            c: min(cells.get(c, NO_MONEY).fixed - spent_on_day.get(c, 0), unspent[c])
+            for c in billed
+        }
+        if bills := {c: cents for c, cents in bills.items() if cents > 0}:
+            fixed_room[day] = bills
+        # Its share of its flexible money, in vocabulary order (a category out of the vocabulary
+        # never gives).
+        shares = {
+            c: min(cells[c].flexible * share // whole, unspent[c])
+            for c in BUDGET_CATEGORIES
+            if c in cells
+        }
+        if shares := {c: cents for c, cents in shares.items() if cents > 0}:
+            flexible_room[day] = shares
 
-    def unspent(day: int, category: Category) -> int:
-        return result.limit[day].get(category, 0) - result.spent[day].get(category, 0)
-
-    def fixed_room(day: int, category: Category) -> int:
-        # A day's spending in the category pays its bill first: only an unpaid bill's money
-        # can follow the bill to the day it was paid.
-        cell = base[day].get(category, Cell())
-        spent = result.spent[day].get(category, 0)
-        room = cell.fixed - gave_fixed.get((day, category), 0) - spent
-        return max(0, min(room, unspent(day, category)))
-
-    def flexible_room(day: int, category: Category) -> int:
-        cell = base[day].get(category, Cell())
-        room = int(cell.flexible * DONOR_SHARE) - gave_flexible.get((day, category), 0)
-        return max(0, min(room, unspent(day, category)))
-
-    days = len(base)
-    for day in range(days):
-        for category in sorted(result.spent[day], key=ORDER.__getitem__):
-            over = -unspent(day, category)
+    for day in range(len(base)):
+        flexible_room.pop(day, None)  # a day's flexible money only ever goes to earlier days
+        for category in sorted(spending[day], key=ORDER.__getitem__):
+            over = spending[day][category] - limit[day].get(category, 0)
             if over <= 0:
                 continue
-            same_fixed = [(d, category) for d in range(days) if d != day]
-            same_later = [(d, category) for d in range(day + 1, days)]
-            others_later = [
-                (d, other) for d in range(day + 1, days) for other in FLEXIBLE if other != category
-            ]
-            for donors, room, gave in (
-                (same_fixed, fixed_room, gave_fixed),
-                (same_later, flexible_room, gave_flexible),
-                (others_later, flexible_room, gave_flexible),
+            for table, others in (
+                (fixed_room, False),  # 1. its bills' money on any other day
+                (flexible_room, False),  # 2. its own flexible money on later days
+                (flexible_room, True),  # 3. other flexible categories' on later days
             ):
-                rooms = [room(d, c) for d, c in donors]
+                if not table:
+                    continue
+                if others:
+                    donors = [
+                        (d, on_day, c, room)
+                        for d, on_day in table.items()
+                        for c, room in on_day.items()
+                        if c != category and c in FLEXIBLE_SET
+                    ]
+                else:
+                    donors = [
+                        (d, on_day, category, on_day[category])
+                        for d, on_day in table.items()
+                        if category in on_day and d != day
+                    ]
+                rooms = [room for *_, room in donors]
                 available = sum(rooms)
                 if not available:
                     continue
                 take = min(over, available)
-                for (d, c), cents in zip(donors, apportion(take, rooms), strict=True):
+                parts = rooms if take == available else apportion_whole(take, rooms)
+                for (d, on_day, c, room), cents in zip(donors, parts, strict=True):
                     if cents:
-                        gave[d, c] = gave.get((d, c), 0) + cents
-                        result.limit[d][c] -= cents
-                limits = result.limit[day]
-                limits[category] = limits.get(category, 0) + take
-                result.received[day][category] = result.received[day].get(category, 0) + take
+                        limit[d][c] -= cents
+                        if cents < room:
+                            on_day[c] = room - cents
+                        else:  # no room left
+                            del on_day[c]
+                            if not on_day:
+                                del table[d]
+                limit[day][category] = limit[day].get(category, 0) + take
+                received = result.received[day]
+                received[category] = received.get(category, 0) + take
                 over -= take
                 if not over:
                     break
@@ -385,7 +449,9 @@ def rebalance(base: Grid, spent: Sequence[Mapping[Category, int]]) -> Balanced:
 
 def tolerance(limit: int) -> int:
     """How far over its limit a day may go and still be yellow, in cents."""
-    return min(max(int(limit * YELLOW_PERCENT), YELLOW_MIN), YELLOW_MAX)
+    # `int(limit * YELLOW_PERCENT)` in whole numbers: floor division rounds down where `int`
+    # rounds toward zero, which differs only below zero, where YELLOW_MIN is the answer anyway.
+    return min(max(limit * _YELLOW[0] // _YELLOW[1], YELLOW_MIN), YELLOW_MAX)
 
 
 def status(limit: int, spent: int) -> Status:
