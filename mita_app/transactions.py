@@ -23,15 +23,17 @@ Nothing here counts spending: a day's spending is always summed from these rows
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select
+from sqlalchemy import ColumnElement, CursorResult, Select, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import budget
@@ -50,8 +52,7 @@ MAX_SKIP = 1_000_000_000
 When = datetime | date  # an instant (aware), a local time (naive) or a local day
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A transaction as answered: `spent_at` in the user's zone, `spent_on` its local day."""
 
     id: uuid.UUID
@@ -85,6 +86,23 @@ class Entry:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+    @classmethod
+    def listed(cls, row: Sequence[Any], local: tzinfo) -> Entry:
+        """An entry from a row of `ENTRY_COLUMNS`, its `spent_at` in the zone `local`."""
+        fields = list(row)
+        fields[TAGS] = fields[TAGS] or []
+        fields[SPENT_AT] = fields[SPENT_AT].astimezone(local)
+        return cls._make(fields)
+
+
+TAGS, SPENT_AT = Entry._fields.index("tags"), Entry._fields.index("spent_at")
+
+
+# The columns of an entry, in the order of its fields: a list reads these (as plain rows of the
+# table, not whole mapped objects).
+LEDGER = Transaction.__table__.c
+ENTRY_COLUMNS = tuple(LEDGER[name] for name in Entry._fields)
 
 
 @dataclass(frozen=True)
@@ -231,17 +249,44 @@ def remove(user: User, transaction_id: str) -> uuid.UUID:
     return key
 
 
-def _bound(when: When, user: User, *, end: bool) -> ColumnElement[bool]:
+Bound = Literal["day", "instant"]  # how a list filter bounds: the local day, or the instant
+
+
+def _bound(when: When, user: User, *, end: bool) -> tuple[Bound, date | datetime]:
     """A list filter: a day bounds the local day, a time (naive: local) the instant."""
     if not isinstance(when, datetime):
-        return Transaction.spent_on <= when if end else Transaction.spent_on >= when
+        return "day", when
     try:
-        moment = instant(user.timezone, when)
+        return "instant", instant(user.timezone, when)
     except OverflowError:
         raise ValidationFailed(
             fields={"end_date" if end else "start_date": "is out of range"}
         ) from None
-    return Transaction.spent_at <= moment if end else Transaction.spent_at >= moment
+
+
+@functools.cache
+def _listing(
+    start: Bound | None, end: Bound | None, by_category: bool
+) -> tuple[Select[int], Select[Any]]:
+    """The count and the page of a list filtered so: built once for each kind of filter (their
+    parameters: user_id, start, end, categories, skip and limit)."""
+    column = {"day": LEDGER.spent_on, "instant": LEDGER.spent_at}
+    conditions: list[ColumnElement[bool]] = [LEDGER.user_id == bindparam("user_id")]
+    if start is not None:
+        conditions.append(column[start] >= bindparam("start"))
+    if end is not None:
+        conditions.append(column[end] <= bindparam("end"))
+    if by_category:
+        conditions.append(LEDGER.category.in_(bindparam("categories", expanding=True)))
+    count = select(func.count()).select_from(Transaction.__table__).where(*conditions)
+    page = (
+        select(*ENTRY_COLUMNS)
+        .where(*conditions)
+        .order_by(LEDGER.spent_at.desc(), LEDGER.created_at.desc(), LEDGER.id.desc())
+        .offset(bindparam("skip"))
+        .limit(bindparam("limit"))
+    )
+    return count, page
 
 
 def list_page(
@@ -256,21 +301,17 @@ def list_page(
     """The user's expenses, newest first, from `start` to `end` (both included) in `category`
     (a parent with its children); `skip` and `limit` clamped to 0.. and 1..10000."""
     skip, limit = min(max(skip, 0), MAX_SKIP), min(max(limit, 1), MAX_LIMIT)
-    conditions: list[ColumnElement[bool]] = [Transaction.user_id == user.id]
+    parameters: dict[str, Any] = {"user_id": user.id, "skip": skip, "limit": limit}
+    start_kind = end_kind = None
     if start is not None:
-        conditions.append(_bound(start, user, end=False))
+        start_kind, parameters["start"] = _bound(start, user, end=False)
     if end is not None:
-        conditions.append(_bound(end, user, end=True))
+        end_kind, parameters["end"] = _bound(end, user, end=True)
     if category is not None:
-        conditions.append(
-            Transaction.category.in_(members(category) if category in TREE else (category,))
-        )
-    total = db.session.scalar(select(func.count()).select_from(Transaction).where(*conditions))
-    rows = db.session.scalars(
-        select(Transaction)
-        .where(*conditions)
-        .order_by(Transaction.spent_at.desc(), Transaction.created_at.desc(), Transaction.id.desc())
-        .offset(skip)
-        .limit(limit)
-    )
-    return Page([Entry.of(row, user) for row in rows], total or 0, skip, limit)
+        parameters["categories"] = members(category) if category in TREE else (category,)
+    count, page = _listing(start_kind, end_kind, category is not None)
+    connection = db.session.connection()  # Core statements, rows not objects: no ORM layer
+    total = connection.execute(count, parameters).scalar_one()
+    rows = connection.execute(page, parameters)
+    local = zone(user.timezone)
+    return Page([Entry.listed(row, local) for row in rows], total, skip, limit)
