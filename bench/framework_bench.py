@@ -86,6 +86,9 @@ from bench.auth_bench import (
     wrk,
 )
 
+# The onboarding body the mobile app sends (the contract's), as the budget tests send it.
+from tests.budget_helpers import ONBOARDING
+
 DB_NAME = f"{ab.DB_NAME}_framework"
 WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
 WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "")
@@ -126,27 +129,6 @@ ACCOUNT = {
     "password": "bench password 123",
     "country": "US",
     "timezone": TIMEZONE,
-}
-ONBOARDING = {
-    "region": "US",
-    "timezone": TIMEZONE,
-    "income": {"monthly_income": 6000.0, "additional_income": 0},
-    "fixed_expenses": {"rent": 2000.0, "utilities": 150.0},
-    "spending_habits": {
-        "dining_out_per_month": 9,
-        "coffee_per_week": 5,
-        "entertainment_per_month": 6,
-        "clothing_per_month": 2,
-        "transport_per_month": 8,
-        "travel_per_year": 2,
-    },
-    "goals": {
-        "savings_goal_amount_per_month": 500.0,
-        "savings_goal_type": "save_more",
-        "has_emergency_fund": True,
-        "all_goals": ["save_more", "budgeting"],
-    },
-    "_meta": {"countryCode": "US", "stateCode": "NY", "incomeTier": "middle"},
 }
 HABIT_TITLES = (
     ("Log every expense", "daily"),
