@@ -115,11 +115,12 @@ def running_gunicorn(
         *args,
         "wsgi:app",
     ]
+    environment = server_env(database_url, env)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=server_env(database_url, env),
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -127,9 +128,27 @@ def running_gunicorn(
     server = Server(process, f"http://{HOST}:{port}", port, log_path)
     try:
         wait_until_serving(server, deadline_seconds)
+        wait_for_workers(server, _worker_count(environment, args), deadline_seconds)
         yield server
     finally:
         stop(process)
+
+
+def _worker_count(environment: Mapping[str, str], args: Sequence[str]) -> int:
+    for flag in ("-w", "--workers"):
+        if flag in args:
+            return int(args[list(args).index(flag) + 1])
+    return int(environment["WEB_CONCURRENCY"])
+
+
+def wait_for_workers(server: Server, count: int, deadline_seconds: float = 20) -> None:
+    """Until the master has forked all `count` workers: with the app preloaded, the first one
+    serves before the master has forked the next (it spawns them 0-0.1 s apart)."""
+    deadline = time.monotonic() + deadline_seconds
+    while len(children_of(server.pid)) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} workers in time:\n{server.log()}")
+        time.sleep(0.02)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 5) -> None:
