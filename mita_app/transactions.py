@@ -71,27 +71,14 @@ class Entry(NamedTuple):
 
     @classmethod
     def of(cls, row: Transaction, user: User) -> Entry:
-        return cls(
-            id=row.id,
-            amount=row.amount,
-            category=row.category,
-            description=row.description,
-            notes=row.notes,
-            merchant=row.merchant,
-            location=row.location,
-            is_recurring=row.is_recurring,
-            tags=list(row.tags or []),
-            spent_at=row.spent_at.astimezone(zone(user.timezone)),
-            spent_on=row.spent_on,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        return cls.listed([getattr(row, name) for name in cls._fields], zone(user.timezone))
 
     @classmethod
     def listed(cls, row: Sequence[Any], local: tzinfo) -> Entry:
-        """An entry from a row of `ENTRY_COLUMNS`, its `spent_at` in the zone `local`."""
+        """An entry from a row of `ENTRY_COLUMNS` (or a transaction's values in that order), its
+        `spent_at` in the zone `local`."""
         fields = list(row)
-        fields[TAGS] = fields[TAGS] or []
+        fields[TAGS] = list(fields[TAGS] or [])
         fields[SPENT_AT] = fields[SPENT_AT].astimezone(local)
         return cls._make(fields)
 
@@ -282,7 +269,7 @@ def _listing(
     page = (
         select(*ENTRY_COLUMNS)
         .where(*conditions)
-        .order_by(LEDGER.spent_at.desc(), LEDGER.created_at.desc(), LEDGER.id.desc())
+        .order_by(*budget.NEWEST_FIRST)
         .offset(bindparam("skip"))
         .limit(bindparam("limit"))
     )
