@@ -19,13 +19,14 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from glob import glob
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, pg_connect
 
 COMMAND_TIMEOUT = 120  # seconds; initdb is the slow one, and pg_ctl waits at most PG_CTL_WAIT
 PG_CTL_WAIT = 30
@@ -93,6 +94,17 @@ class PostgresCluster:
             except OSError:
                 shutil.rmtree(self.root, ignore_errors=True)
                 raise
+
+    def new_database(self, prefix: str) -> str:
+        """The URL of a new, empty database of this cluster (it goes with the cluster)."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        admin = pg_connect(self.url)
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            admin.close()
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(Path(self.bindir, args[0])), *args[1:]]

@@ -44,18 +44,6 @@ def cluster(pg_cluster):  # noqa: F811
     return pg_cluster
 
 
-def fresh_database(cluster):
-    """A database of the test's own in the cluster (the cluster and all of it go at the end)."""
-    name = f"mita_outage_{uuid.uuid4().hex[:12]}"
-    admin = pg_connect(cluster.url)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.close()
-    return cluster.url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def stored_events(url):
     """(request_id, event_type) of every row in audit_events."""
     connection = pg_connect(url)
@@ -114,7 +102,7 @@ def spill_lines(capfd):
 def test_requests_stay_fast_during_an_outage_and_every_event_is_written_once_after_restart(
     cluster,
 ):
-    url = fresh_database(cluster)
+    url = cluster.new_database("mita_outage")
     app = build_app(url, **WRITER_ENV)
     try:
         client = app.test_client()
@@ -166,7 +154,7 @@ FLOOD = 60
 def test_a_full_queue_spills_exactly_the_overflowing_events_and_writes_the_rest_after_restart(
     cluster, capfd
 ):
-    url = fresh_database(cluster)
+    url = cluster.new_database("mita_outage")
     app = build_app(
         url, AUDIT_QUEUE_SIZE=str(QUEUE_SIZE), AUDIT_BATCH_SIZE=str(BATCH_SIZE), **WRITER_ENV
     )

@@ -13,7 +13,6 @@ import contextlib
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,7 +25,7 @@ from mita_app.audit.events import build
 from mita_app.config import ConfigError, from_env
 from mita_app.extensions import db
 from mita_app.models import AuditEvent
-from tests.conftest import build_app, dispose, pg_connect
+from tests.conftest import build_app, dispose
 from tests.pg_cluster import (
     PostgresCluster,
     pg_cluster,  # noqa: F401  (the fixture, used by `cluster`)
@@ -41,18 +40,6 @@ def cluster(pg_cluster: PostgresCluster) -> PostgresCluster:  # noqa: F811
     if not pg_cluster.running:
         pg_cluster.start()
     return pg_cluster
-
-
-def fresh_database(cluster: PostgresCluster) -> str:
-    """A database of the test's own in the cluster (they all go with the cluster)."""
-    name = f"mita_spill_{uuid.uuid4().hex[:12]}"
-    admin = pg_connect(cluster.url)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.close()
-    return cluster.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def synthetic(count: int, event_type: str = "test.spill") -> list[dict[str, Any]]:
@@ -110,7 +97,7 @@ def test_events_held_past_the_bound_while_the_database_is_down_are_spilled_once_
     cluster: PostgresCluster, capfd: pytest.CaptureFixture[str]
 ) -> None:
     app = build_app(
-        fresh_database(cluster),
+        cluster.new_database("mita_spill"),
         AUDIT_SPILL_AFTER=str(BOUND),
         AUDIT_FLUSH_INTERVAL="0.05",
         AUDIT_RETRY_MAX="0.2",
