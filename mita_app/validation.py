@@ -13,11 +13,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, Union, cast, get_args, get_origin
 
 from flask import Response, g, jsonify, request
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic's choice on Python 3.11
 
 from .errors import BadRequest, UnsupportedMediaType, ValidationFailed, database_failed
 
@@ -183,6 +185,46 @@ def ok(data: Any = None, status: int = 200, **top_level: Any) -> Response:
     response = jsonify({"success": True, "data": data, **top_level})
     response.status_code = status
     return response
+
+
+def fields_serializer(kind: Any) -> TypeAdapter[Any]:
+    """Serialises data of type `kind` (a model, a list of models...) given with dicts of each
+    model's fields in their place, exactly as the models would, without building, so validating,
+    a model for each: for answers computed from what the database holds, valid already. Keys
+    that are not fields are left out; the others go out in the order the dicts have them.
+    `fields_serializer(M).dump_python(d, mode="json")` is `M(**d).model_dump(mode="json")`."""
+    return TypeAdapter(_fields_in(kind))
+
+
+@functools.cache
+def _as_fields(model: type[BaseModel]) -> Any:
+    """A TypedDict of `model`'s fields, with the same types, nested models made TypedDicts."""
+    if model.model_computed_fields or any(
+        field.alias or field.serialization_alias for field in model.model_fields.values()
+    ):
+        raise TypeError(f"{model.__name__}: computed fields and aliases need the model itself")
+    fields = {
+        name: _fields_in(field.rebuild_annotation()) for name, field in model.model_fields.items()
+    }
+    typed_dict: Any = TypedDict  # one made at run time, which mypy cannot follow
+    return typed_dict(f"{model.__name__}Fields", fields)
+
+
+def _fields_in(annotation: Any) -> Any:
+    """`annotation` with each model in it (in a list, a dict, an Optional...) as `_as_fields`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _as_fields(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is None or not args:
+        return annotation
+    if origin is Annotated:
+        return Annotated[(_fields_in(args[0]), *annotation.__metadata__)]
+    inner = tuple(_fields_in(arg) for arg in args)
+    if inner == args:
+        return annotation
+    if origin in (Union, types.UnionType):
+        return Union[inner]  # noqa: UP007  # built from a tuple at run time
+    return origin[inner]
 
 
 def no_content() -> Response:

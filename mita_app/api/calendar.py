@@ -24,7 +24,7 @@ from ..domain import budget as engine
 from ..domain.budget import Status
 from ..errors import NotFound
 from ..fields import CENT, MoneyOut
-from ..validation import SafeStr, Schema, body, ok, returns
+from ..validation import SafeStr, Schema, body, fields_serializer, ok, returns
 from .schemas.budget import YEAR_MAX, YEAR_MIN, MonthNumber, Year, money
 
 bp = Blueprint("calendar", __name__, url_prefix="/api/calendar")
@@ -92,32 +92,10 @@ class ShellDayOut(BaseModel):
         description="Per budget category with money or spending that day"
     )
 
-    @classmethod
-    def fields_of(cls, day: budget.DayBudget) -> dict[str, Any]:
-        return {
-            "date": day.date,
-            "day": day.date.day,
-            "limit": money(day.limit),
-            "spent": money(day.spent),
-            "status": day.status,
-            "planned_budget": {
-                category: CategoryDayOut(
-                    planned=money(limit),
-                    spent=money(spent),
-                    status=engine.status(limit, spent),
-                )
-                for category, (limit, spent) in day.categories.items()
-            },
-        }
-
 
 class CalendarDayOut(ShellDayOut):
     # The preview leaves `total` out: the app's preview reader takes it for the amount spent.
     total: MoneyOut = Field(description="The limit again (MITA's name for it)")
-
-    @classmethod
-    def of(cls, day: budget.DayBudget) -> CalendarDayOut:
-        return cls(**cls.fields_of(day), total=money(day.limit))
 
 
 class CalendarOut(BaseModel):
@@ -126,6 +104,30 @@ class CalendarOut(BaseModel):
 
 class ShellOut(BaseModel):
     calendar: list[ShellDayOut] = Field(description="Every day of the month, nothing spent")
+
+
+# A month is some 30 days of up to 20 categories: serialised from dicts, not models.
+CALENDAR = fields_serializer(CalendarOut)
+SHELL = fields_serializer(ShellOut)
+
+
+def _day_fields(day: budget.DayBudget) -> dict[str, Any]:
+    """A day as `ShellDayOut`'s fields, in their order."""
+    return {
+        "date": day.date,
+        "day": day.date.day,
+        "limit": money(day.limit),
+        "spent": money(day.spent),
+        "status": day.status,
+        "planned_budget": {
+            category: {
+                "planned": money(limit),
+                "spent": money(spent),
+                "status": engine.status(limit, spent),
+            }
+            for category, (limit, spent) in day.categories.items()
+        },
+    }
 
 
 def _month_of(year: str, month: str) -> tuple[int, int]:
@@ -146,7 +148,8 @@ def saved(year: str, month: str) -> Response:
     number = _month_of(year, month)
     result = budget.month_budget(caller(), *number)
     days = [] if result.plan is None else [result.day(day) for day in result.days]
-    return ok(CalendarOut(calendar=[CalendarDayOut.of(day) for day in days]))
+    calendar = [{**_day_fields(day), "total": money(day.limit)} for day in days]
+    return ok(CALENDAR.dump_python({"calendar": calendar}, mode="json"))
 
 
 @bp.post("/shell")
@@ -164,5 +167,5 @@ def shell(payload: ShellIn) -> Response:
         payload.year or today.year,
         payload.month or today.month,
     )
-    days = [ShellDayOut(**ShellDayOut.fields_of(result.day(day))) for day in result.days]
-    return ok(ShellOut(calendar=days))
+    calendar = [_day_fields(result.day(day)) for day in result.days]
+    return ok(SHELL.dump_python({"calendar": calendar}, mode="json"))

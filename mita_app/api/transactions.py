@@ -17,11 +17,9 @@ from pydantic import (
     BeforeValidator,
     Field,
     RootModel,
-    TypeAdapter,
     ValidationInfo,
     field_validator,
 )
-from typing_extensions import TypedDict
 
 from .. import transactions as service
 from ..auth import caller, current_user, login_required
@@ -29,7 +27,7 @@ from ..domain import budget as engine
 from ..domain.categories import Category
 from ..errors import ValidationFailed
 from ..fields import Money, MoneyOut, When, trimmed
-from ..validation import SafeStr, Schema, body, json_body, ok, query, returns
+from ..validation import SafeStr, Schema, body, fields_serializer, json_body, ok, query, returns
 
 bp = Blueprint("transactions", __name__, url_prefix="/api/transactions")
 
@@ -173,17 +171,7 @@ class TransactionList(RootModel[list[TransactionOut]]):
     pass
 
 
-def _fields_serializer(model: type[BaseModel]) -> TypeAdapter[list[dict[str, Any]]]:
-    """Serialises a list of dicts of `model`'s fields exactly as `model` would, without
-    building (so validating) a model for each: for rows the database holds, valid already.
-    Other keys are left out."""
-    fields = {name: field.rebuild_annotation() for name, field in model.model_fields.items()}
-    typed_dict: Any = TypedDict  # a TypedDict made at run time, which mypy cannot follow
-    item = typed_dict(f"{model.__name__}Fields", fields)
-    return TypeAdapter(list[item])  # type: ignore[valid-type]
-
-
-LISTED = _fields_serializer(TransactionOut)
+LISTED = fields_serializer(list[TransactionOut])
 
 
 class DeletedOut(BaseModel):
