@@ -4,7 +4,7 @@ checked by the hundred with hypothesis, then worked examples that read like the 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from hypothesis import given
@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from mita_app.domain.days import local_today, month_index, parse_iso_day, week_index
 from mita_app.domain.habits import (
     FREQUENCIES,
+    HabitStats,
     completion_rate,
     current_streak,
     habit_stats,
     longest_streak,
+    period_index,
     recent_days,
     share_of_days_done,
 )
@@ -161,6 +163,72 @@ def test_a_local_day_is_within_a_day_of_the_utc_day(instant, zone):
     assert local_today("Not/AZone", instant) == instant.date()
 
 
+# --- the rules against their plain definitions --------------------------------------------------
+# The rules find a habit's done periods once, in order, and walk their runs; these read the same
+# rules straight off the module's docstring, over a set of periods.
+
+
+def plain_done(days, frequency):
+    return {period_index(day, frequency) for day in days}
+
+
+def plain_longest(days, frequency):
+    done = plain_done(days, frequency)
+    best = 0
+    for first in (period for period in done if period - 1 not in done):
+        last = first
+        while last + 1 in done:
+            last += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def plain_current(days, frequency, today):
+    done = plain_done(days, frequency)
+    now = period_index(today, frequency)
+    anchor = now if now in done else now - 1
+    if anchor not in done:
+        return 0
+    first = last = anchor
+    while first - 1 in done:
+        first -= 1
+    while last + 1 in done:
+        last += 1
+    return last - first + 1
+
+
+def plain_rate(days, frequency, today, created_on):
+    first = min(max(today - 29 * DAY, min([created_on, *days])), today)
+    periods = range(period_index(first, frequency), period_index(today, frequency) + 1)
+    done = len(plain_done(days, frequency).intersection(periods))
+    return (Decimal(100 * done) / len(periods)).quantize(Decimal("0.1"), ROUND_HALF_UP)
+
+
+# Any order, repeats, and days after tomorrow (logged before the account's zone moved west).
+sparse = st.lists(st.integers(min_value=-420, max_value=40), max_size=150)
+dense = st.lists(st.integers(min_value=-70, max_value=3), max_size=70)
+
+
+@given(
+    today=todays,
+    offsets_=sparse | dense,
+    frequency=frequencies,
+    created_back=st.integers(-2, 800),
+)
+def test_the_rules_say_what_their_plain_definitions_say(today, offsets_, frequency, created_back):
+    days = [today + timedelta(days=offset) for offset in offsets_]
+    created_on = today - timedelta(days=created_back)
+    expected = HabitStats(
+        current_streak=plain_current(days, frequency, today),
+        longest_streak=plain_longest(days, frequency),
+        completion_rate=plain_rate(days, frequency, today, created_on),
+    )
+    assert habit_stats(days, frequency, today, created_on) == expected
+    assert current_streak(days, frequency, today) == expected.current_streak
+    assert longest_streak(days, frequency) == expected.longest_streak
+    assert completion_rate(days, frequency, today, created_on) == expected.completion_rate
+
+
 # --- worked examples ----------------------------------------------------------------------------
 
 WEDNESDAY = date(2026, 11, 25)
@@ -248,6 +316,13 @@ def test_a_day_logged_for_tomorrow_is_listed_and_extends_the_streak():
     done = {WEDNESDAY, WEDNESDAY + DAY}
     assert recent_days(done, WEDNESDAY) == [WEDNESDAY, WEDNESDAY + DAY]
     assert current_streak(done, "daily", WEDNESDAY) == 2
+
+
+def test_a_day_logged_ahead_of_tomorrow_does_not_hide_the_run_up_to_yesterday():
+    # Logged in Kiritimati (UTC+14) before the account moved to Pago Pago (UTC-11).
+    done = {WEDNESDAY - 2 * DAY, WEDNESDAY - DAY, WEDNESDAY + 2 * DAY}
+    assert current_streak(done, "daily", WEDNESDAY) == 2
+    assert habit_stats(done, "daily", WEDNESDAY, WEDNESDAY - 2 * DAY).current_streak == 2
 
 
 def test_share_of_days_done_is_a_fraction_of_the_range():
