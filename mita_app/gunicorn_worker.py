@@ -22,6 +22,9 @@ This worker adds, per connection:
   of the worker that long.
 
 Both settings come from the app's configuration (`mita_app/config.py`).
+
+It also spreads connections over the workers, each accepting only while no other holds fewer
+and shedding a connection when it holds clearly more: see `mita_app.worker_balance`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers import gthread
 
 from .errors import RequestTimeout
+from .worker_balance import LeastConnectionsWorker
 
 if TYPE_CHECKING:
     from gunicorn._types import _AddressType
@@ -133,8 +137,8 @@ class Connection(gthread.TConn):
             super().close(graceful)
 
 
-class ThreadWorker(gthread.ThreadWorker):
-    """gunicorn's gthread worker, with the deadlines above."""
+class ThreadWorker(LeastConnectionsWorker):
+    """gunicorn's gthread worker, with the deadlines above, accepting least-connections."""
 
     header_timeout: float = 10.0
     body_timeout: float = 10.0
@@ -146,6 +150,8 @@ class ThreadWorker(gthread.ThreadWorker):
         super().run()
 
     def accept(self, listener: socket.socket) -> None:
+        if self.holds_back():
+            return
         try:
             sock, client = listener.accept()
         except OSError as error:
@@ -185,6 +191,8 @@ class ThreadWorker(gthread.ThreadWorker):
         unreader = getattr(conn.parser, "unreader", None)
         if isinstance(unreader, DeadlineUnreader):
             unreader.expect_body(time.monotonic() + self.body_timeout, partial(_body_expired, req))
+        if self.sheds():
+            req.force_close()
         return super().handle_request(req, conn)
 
     def handle_error(

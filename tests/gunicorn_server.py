@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -212,3 +213,17 @@ def thread_count(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise AssertionError(f"no Threads: line for pid {pid}")
+
+
+def connections_per_worker(server: Server) -> dict[int, int]:
+    """The established client connections each worker holds (0 for a worker holding none),
+    from `ss`: a threaded worker keeps each kept-alive connection it accepted."""
+    done = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{server.port} )"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=True,
+    )
+    held = re.findall(r"pid=(\d+)", done.stdout)
+    return {pid: held.count(str(pid)) for pid in children_of(server.pid)}
