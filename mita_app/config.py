@@ -132,7 +132,7 @@ def engine_options(url: str, env: Mapping[str, str]) -> dict[str, Any]:
 
 
 AUTH_MODES = ("local", "better-auth")
-SESSION_TRANSPORTS = ("cookie", "bearer")
+SESSION_TRANSPORTS = ("auto", "bearer", "cookie")
 JWT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 
 
@@ -177,7 +177,8 @@ def external_auth(env: Mapping[str, str]) -> dict[str, Any]:
         AUTH_JWKS_MIN_REFRESH=_float(env, "AUTH_JWKS_MIN_REFRESH", 30.0),
         AUTH_JWKS_CACHE_TTL=_float(env, "AUTH_JWKS_CACHE_TTL", 300.0),
         AUTH_SESSION_TRANSPORT=_choice(env, "AUTH_SESSION_TRANSPORT", SESSION_TRANSPORTS),
-        AUTH_SESSION_COOKIE=env.get("AUTH_SESSION_COOKIE", "better-auth.session_token"),
+        # Empty: both of Better Auth's names (`__Secure-` is its name behind an https baseURL).
+        AUTH_SESSION_COOKIE=env.get("AUTH_SESSION_COOKIE", "").strip(),
         AUTH_SERVER_TIMEOUT=_float(env, "AUTH_SERVER_TIMEOUT", 3.0, minimum=0.1),
         AUTH_SERVER_CONNECT_TIMEOUT=_float(env, "AUTH_SERVER_CONNECT_TIMEOUT", 1.0, minimum=0.1),
         AUTH_SESSION_CACHE_TTL=_float(env, "AUTH_SESSION_CACHE_TTL", 60.0),

@@ -125,6 +125,9 @@ def make_db_app(
 # --- small helpers ---------------------------------------------------------------------------
 
 
+SECURE_COOKIE = "__Secure-better-auth.session_token"
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -213,28 +216,29 @@ def external_users(app: Flask) -> list[User]:
 
 
 PRESENTATIONS = {
-    # name: (request headers for the token, the Cookie the stand-in must receive)
-    "bearer raw": (
-        lambda s, t: bearer(t),
-        lambda s, t: f"better-auth.session_token={t}",
-    ),
+    # name: (request headers for the token, the credential as it came, the cookie it came in)
+    "bearer raw": (lambda s, t: bearer(t), lambda s, t: t, None),
     "bearer signed, url-encoded": (
         lambda s, t: bearer(s.session_cookie_value(t)),
-        lambda s, t: f"better-auth.session_token={s.session_cookie_value(t)}",
+        lambda s, t: s.session_cookie_value(t),
+        None,
     ),
     "bearer signed, raw": (
         lambda s, t: bearer(unsigned_cookie_value(s, t)),
-        lambda s, t: f"better-auth.session_token={unsigned_cookie_value(s, t)}",
+        lambda s, t: unsigned_cookie_value(s, t),
+        None,
     ),
     "cookie": (
         lambda s, t: {"Cookie": f"{s.session_cookie(t)}; better-auth.session_data=abc.def"},
-        lambda s, t: s.session_cookie(t),
+        lambda s, t: s.session_cookie_value(t),
+        "better-auth.session_token",
     ),
     "secure cookie": (
         lambda s, t: {
             "Cookie": f"better-auth.session_data=abc.def; {s.session_cookie(t, secure=True)}"
         },
-        lambda s, t: s.session_cookie(t, secure=True),
+        lambda s, t: s.session_cookie_value(t),
+        "__Secure-better-auth.session_token",
     ),
 }
 
@@ -243,7 +247,7 @@ PRESENTATIONS = {
 def test_a_valid_session_token_is_accepted_then_served_from_the_cache(
     make_app, auth_server, presentation
 ):
-    headers_for, forwarded_for = PRESENTATIONS[presentation]
+    headers_for, credential_for, _ = PRESENTATIONS[presentation]
     app = make_app()
     client = client_of(app)
     token = new_token()
@@ -257,10 +261,10 @@ def test_a_valid_session_token_is_accepted_then_served_from_the_cache(
     assert first.get_json()["data"]["email"] == "present@example.com"
     assert auth_server.calls(SESSION_PATH) == 1
     sent = auth_server.last_headers(SESSION_PATH)
-    # Forwarded as Better Auth expects (its session cookie), and nothing else of the client's.
-    assert sent.get_all("Cookie") == [forwarded_for(auth_server, token)]
-    assert sent.get("Authorization") is None
-    assert "session_data" not in str(sent)
+    # Forwarded as a bearer header (the bearer plugin makes the server's own session cookie of
+    # it, raw or signed), exactly as it came, and nothing else of the client's.
+    assert sent.get_all("Authorization") == [f"Bearer {credential_for(auth_server, token)}"]
+    assert sent.get("Cookie") is None
 
     again = client.get(ME, headers=headers)
     assert again.status_code == 200
@@ -268,11 +272,69 @@ def test_a_valid_session_token_is_accepted_then_served_from_the_cache(
     assert auth_server.calls(SESSION_PATH) == 1  # from the cache
 
 
+@pytest.mark.parametrize("presentation", PRESENTATIONS)
+def test_with_cookie_transport_the_credential_is_forwarded_as_the_session_cookie_only(
+    make_app, auth_server, presentation
+):
+    headers_for, credential_for, came_in = PRESENTATIONS[presentation]
+    client = client_of(make_app(AUTH_SESSION_TRANSPORT="cookie"))
+    token = new_token()
+    auth_server.add_session(token)
+    credential = credential_for(auth_server, token)
+
+    assert client.get(ME, headers=headers_for(auth_server, token)).status_code == 200
+
+    sent = auth_server.last_headers(SESSION_PATH)
+    # Under the name it came in; from a bearer header, under both of Better Auth's names (the
+    # server reads the one its baseURL gives it: `__Secure-` for https).
+    names = [came_in] if came_in else [SECURE_COOKIE, "better-auth.session_token"]
+    assert sent.get_all("Cookie") == ["; ".join(f"{name}={credential}" for name in names)]
+    assert sent.get("Authorization") is None
+
+
+def test_with_cookie_transport_a_configured_cookie_name_is_the_only_one(make_app, auth_server):
+    client = client_of(make_app(AUTH_SESSION_TRANSPORT="cookie", AUTH_SESSION_COOKIE="sid"))
+    token = new_token()
+    auth_server.add_session(token)
+
+    client.get(ME, headers=bearer(auth_server.session_cookie_value(token)))
+
+    sent = auth_server.last_headers(SESSION_PATH)
+    assert sent.get_all("Cookie") == [f"sid={auth_server.session_cookie_value(token)}"]
+
+
+def test_a_signed_token_unknown_as_a_bearer_is_asked_for_again_as_the_session_cookie(
+    make_app, auth_server
+):
+    # A server without the bearer plugin ignores the header (null), but reads a signed cookie.
+    client = client_of(make_app())
+    token = new_token()
+    signed = auth_server.session_cookie_value(token)
+
+    assert client.get(ME, headers=bearer(signed)).status_code == 401
+
+    assert auth_server.calls(SESSION_PATH) == 2
+    sent = auth_server.last_headers(SESSION_PATH)
+    assert sent.get_all("Cookie") == [
+        f"{SECURE_COOKIE}={signed}; better-auth.session_token={signed}"
+    ]
+    assert sent.get("Authorization") is None
+
+
+def test_a_raw_token_unknown_as_a_bearer_is_not_asked_for_again(make_app, auth_server):
+    # A raw token never works as a cookie (Better Auth reads only signed ones): one call.
+    client = client_of(make_app())
+
+    assert client.get(ME, headers=bearer(new_token())).status_code == 401
+
+    assert auth_server.calls(SESSION_PATH) == 1
+
+
 @pytest.mark.parametrize("presentation", ["bearer raw", "bearer signed, raw", "secure cookie"])
 def test_with_bearer_transport_the_credential_is_forwarded_as_a_bearer_header_only(
     make_app, auth_server, presentation
 ):
-    headers_for, _ = PRESENTATIONS[presentation]
+    headers_for, _, _ = PRESENTATIONS[presentation]
     client = client_of(make_app(AUTH_SESSION_TRANSPORT="bearer"))
     token = new_token()
     auth_server.add_session(token)
@@ -334,7 +396,7 @@ def test_a_cookie_with_two_dots_is_a_session_token_not_a_jwt(make_app, auth_serv
     response = client.get(ME, headers={"Cookie": f"better-auth.session_token={signed_jwt}"})
 
     assert response.status_code == 401  # the server knows no such session
-    assert auth_server.calls(SESSION_PATH) == 1
+    assert auth_server.calls(SESSION_PATH) == 2  # as a bearer, then (it has dots) as a cookie
     assert auth_server.calls(JWKS_PATH) == 0
 
 

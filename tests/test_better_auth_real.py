@@ -134,12 +134,6 @@ def test_a_credential_of_the_real_server_is_accepted_and_its_user_provisioned(
     assert_signed_in_as(me(client, presented(user)), user)  # the same account, from the cache
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11: the raw token is forwarded as an unsigned cookie, which Better Auth "
-    "answers null: 401 with the default AUTH_SESSION_TRANSPORT",
-)
 def test_the_raw_session_token_is_accepted_as_a_bearer_on_the_defaults(
     make_app, better_auth_server
 ):
@@ -210,16 +204,22 @@ def test_the_secure_cookie_of_an_https_server_is_accepted(make_app, better_auth_
     assert_signed_in_as(me(client, {"Cookie": user.cookie}), user)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11: a bearer credential is forwarded as better-auth.session_token, which an "
-    "https Better Auth does not read (its cookie is __Secure-): 401",
-)
 def test_a_bearer_session_token_of_an_https_server_is_accepted_on_the_defaults(
     make_app, better_auth_https_server
 ):
     client = client_of(make_app(better_auth_https_server))
+    user = better_auth_https_server.sign_up()
+
+    assert_signed_in_as(me(client, bearer(user.auth_token)), user)
+
+
+@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+def test_each_transport_reaches_an_https_servers_session(
+    make_app, better_auth_https_server, transport
+):
+    # cookie: the signed value under both of Better Auth's names (it reads its `__Secure-` one);
+    # bearer: the plugin makes that cookie of it.
+    client = client_of(make_app(better_auth_https_server, AUTH_SESSION_TRANSPORT=transport))
     user = better_auth_https_server.sign_up()
 
     assert_signed_in_as(me(client, bearer(user.auth_token)), user)

@@ -515,7 +515,7 @@ def test_better_auth_mode_defaults_follow_the_server_url() -> None:
     assert config["AUTH_JWKS_URL"] == "https://auth.example/api/auth/jwks"
     assert config["AUTH_JWT_ISSUER"] == config["AUTH_JWT_AUDIENCE"] == "https://auth.example"
     assert config["AUTH_JWT_ALGORITHMS"] == ("EdDSA", "ES256", "RS256")
-    assert config["AUTH_SESSION_TRANSPORT"] == "cookie"
+    assert (config["AUTH_SESSION_TRANSPORT"], config["AUTH_SESSION_COOKIE"]) == ("auto", "")
     assert (config["AUTH_SERVER_TIMEOUT"], config["AUTH_SERVER_CONNECT_TIMEOUT"]) == (3.0, 1.0)
     assert (config["AUTH_SESSION_CACHE_TTL"], config["AUTH_NEGATIVE_CACHE_TTL"]) == (60.0, 5.0)
     assert (config["AUTH_BREAKER_FAILURES"], config["AUTH_BREAKER_RESET"]) == (3, 10.0)

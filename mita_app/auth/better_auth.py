@@ -6,6 +6,13 @@ opaque session token, signed `token.signature` or raw, from the bearer header or
 cookie) is a session token and is checked with the server's `GET /api/auth/get-session`. A
 credential that fails its path gets 401; it never falls through to the other path.
 
+How a session token reaches get-session (`AUTH_SESSION_TRANSPORT`): Better Auth reads only a
+*signed* session cookie, under a name that depends on its baseURL (`__Secure-` in front of it
+for https), while its bearer plugin takes the raw token as well as the signed one and makes the
+right cookie of either. So by default (`auto`) a token goes as a bearer header first; only a
+signed-looking one that the server did not know that way goes again as the session cookie, for
+a server without the bearer plugin.
+
 Good answers are cached (`AUTH_SESSION_CACHE_TTL`, never past the session's or token's end),
 bad ones briefly (`AUTH_NEGATIVE_CACHE_TTL`); concurrent requests with one uncached credential
 make one call (single flight). get-session and the JWKS each have a circuit breaker of their own,
@@ -24,6 +31,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import jwt
 from flask import Flask, has_app_context, request
@@ -168,8 +176,12 @@ class BetterAuth:
     # --- opaque session tokens: GET /api/auth/get-session -----------------------------------------
 
     def _check_session(self, key: str, source: str, token: str) -> TokenCheck | Denied:
+        session = None
         try:
-            session = self.client.call(GET_SESSION, self._forwarding(source, token), _read_session)
+            for headers in self._forwardings(source, token):
+                session = self.client.call(GET_SESSION, headers, _read_session)
+                if session is not None:
+                    break
         except (BreakerOpen, UpstreamFailure) as error:
             raise self._unavailable(error) from None
         if session is None:
@@ -183,16 +195,24 @@ class BetterAuth:
         self.cache.put(key, check, ttl=remaining)
         return check
 
-    def _forwarding(self, source: str, token: str) -> dict[str, str]:
-        """The credential as Better Auth expects it: its session cookie, or (bearer plugin) a
-        bearer header. Only the session token, never any other cookie of the client."""
-        headers = {"Accept": "application/json"}
-        if self.transport == "bearer":
-            headers["Authorization"] = f"Bearer {token}"
+    def _forwardings(self, source: str, token: str) -> list[dict[str, str]]:
+        """The ways to hand the credential to get-session, in the order to try them (see the
+        module's doc): a bearer header, the session cookie, or (`auto`) the one, then, for a
+        signed token, the other. Only the session token, never any other cookie of the client."""
+        bearer = {"Accept": "application/json", "Authorization": f"Bearer {token}"}
+        if source in SESSION_COOKIES:
+            names: tuple[str, ...] = (source,)
         else:
-            name = source if source in SESSION_COOKIES else self.session_cookie
-            headers["Cookie"] = f"{name}={token}"
-        return headers
+            names = (self.session_cookie,) if self.session_cookie else SESSION_COOKIES
+        cookie = {
+            "Accept": "application/json",
+            "Cookie": "; ".join(f"{name}={token}" for name in names),
+        }
+        if self.transport == "bearer":
+            return [bearer]
+        if self.transport == "cookie":
+            return [cookie]
+        return [bearer, cookie] if "." in unquote(token) else [bearer]
 
     def _single_flight(
         self, cache_key: str, compute: Callable[[], TokenCheck | Denied]
