@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import statistics
 import threading
 import time
 import uuid
@@ -598,7 +599,10 @@ def test_the_breaker_opens_after_three_failures_and_then_fails_fast_without_call
         latencies.append(seconds)
 
     assert auth_server.calls() == calls  # not one call while open
-    assert max(latencies) < FAST_FAIL_BOUND, latencies
+    # Judged by the median (a busy machine can stall any one request); none waits anywhere
+    # near the auth server's timeout (3 s).
+    assert statistics.median(latencies) < FAST_FAIL_BOUND, latencies
+    assert max(latencies) < 1.0, latencies
     # /ready: still 200 (the database decides), degraded, with the breaker to see.
     ready = client.get("/ready").get_json()["data"]
     assert ready["status"] == "degraded"
@@ -802,7 +806,8 @@ def test_an_unknown_key_is_refused_and_refetches_the_keys_at_most_once_per_windo
     better_auth_of(app).keys.clock = clock
     assert client.get(ME, headers=bearer(jwt_of(auth_server))).status_code == 200
     assert auth_server.calls(JWKS_PATH) == 1
-    forged_claims = auth_server.claims("victim")
+    # Issued an hour ago, before any look: a look would have seen their keys.
+    forged_claims = auth_server.claims("victim", iat=int(time.time()) - 3600)
 
     def forgeries(count: int) -> None:
         """Tokens naming kids nobody published: each refused."""
@@ -821,6 +826,35 @@ def test_an_unknown_key_is_refused_and_refetches_the_keys_at_most_once_per_windo
     forgeries(5)
     assert auth_server.calls(JWKS_PATH) == 2
     assert auth_server.calls(SESSION_PATH) == 0
+
+
+def test_an_unknown_key_of_a_token_issued_after_the_last_look_is_503_until_the_next_one(
+    make_app, auth_server
+):
+    # It may be a key the issuer made since (a rotation): never a 401, and no early look.
+    window = 30.0
+    app = make_app(AUTH_JWKS_MIN_REFRESH=str(window))
+    client = client_of(app)
+    keys = better_auth_of(app).keys
+    clock, wall = HandClock(time.monotonic()), HandClock(time.time())
+    keys.clock, keys.wall = clock, wall
+    assert client.get(ME, headers=bearer(jwt_of(auth_server))).status_code == 200
+    new_kid = "made-later"
+    token = auth_server.sign_with_unpublished_key(
+        auth_server.claims("victim", iat=int(wall())), kid=new_kid
+    )
+
+    response = client.get(ME, headers=bearer(token))
+    assert response.status_code == 503, response.get_json()
+    assert 1 <= int(response.headers["Retry-After"]) <= window
+    assert auth_server.calls(JWKS_PATH) == 1
+
+    clock.advance(window)
+    wall.advance(window)
+    response = client.get(ME, headers=bearer(token))  # a new look, which has no such key
+    assert response.status_code == 401, response.get_json()
+    assert response.get_json()["error"]["message"] == "The token was signed with an unknown key."
+    assert auth_server.calls(JWKS_PATH) == 2
 
 
 def test_a_forgery_claiming_the_real_kid_is_refused_without_a_refetch(make_app, auth_server):
@@ -867,7 +901,9 @@ FORGERIES: dict[str, Callable[[AuthServer], str]] = {
     "no exp": lambda s: s.sign({k: v for k, v in s.claims("victim").items() if k != "exp"}),
     "no sub": lambda s: s.sign({k: v for k, v in s.claims("victim").items() if k != "sub"}),
     "no kid": lambda s: s.sign(s.claims("victim"), with_kid=False),
-    "kid of no key": lambda s: s.sign(s.claims("victim"), headers={"kid": "nobody"}),
+    "kid of no key": lambda s: s.sign(
+        s.claims("victim", iat=int(time.time()) - 3600), headers={"kid": "nobody"}
+    ),
     "tampered payload": lambda s: _tampered(s),
 }
 

@@ -3,12 +3,12 @@
 Users sign up and in through the server's own endpoints, and the app is given what a client
 holds afterwards, in each form a client may present it. The app is built on its defaults but for
 AUTH_MODE and AUTH_SERVER_URL (and, where a test says why, one setting more); its own database is
-SQLite, as nothing here depends on it. The tests marked xfail are what issue 11 asks for and
-today's code does not do yet: each turns into a failure ("XPASS(strict)") once it is fixed.
+SQLite, as nothing here depends on it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -226,7 +226,7 @@ def test_each_transport_reaches_an_https_servers_session(
 
 
 def test_a_jwt_of_a_server_reached_at_another_address_needs_its_public_url(
-    make_app, better_auth_https_server
+    make_app, better_auth_https_server, caplog
 ):
     # iss and aud are the public baseURL, not the address mita reaches the server at.
     server = better_auth_https_server
@@ -237,7 +237,16 @@ def test_a_jwt_of_a_server_reached_at_another_address_needs_its_public_url(
         make_app(server, AUTH_JWT_ISSUER=server.public_url, AUTH_JWT_AUDIENCE=server.public_url)
     )
 
-    assert me(on_defaults, bearer(user.jwt)).status_code == 401
+    with caplog.at_level(logging.WARNING, logger="mita_app.auth.better_auth"):
+        refused = me(on_defaults, bearer(user.jwt))
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["message"] == (
+        "The token was issued for another address than this server expects."
+    )
+    told = [record.getMessage() for record in caplog.records]
+    assert len(told) == 1
+    assert "AUTH_JWT_ISSUER" in told[0]
+    assert server.public_url in told[0]
     assert_signed_in_as(me(configured, bearer(user.jwt)), user)
 
 
@@ -324,12 +333,6 @@ def test_after_a_key_rotation_old_and_new_jwts_are_accepted_once_the_keys_are_re
     assert_signed_in_as(me(client, bearer(other.jwt)), other)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11: a JWT signed with a newly rotated key, within AUTH_JWKS_MIN_REFRESH of "
-    "the last fetch, gets 401 'unknown key' instead of a refetch or a 503",
-)
 def test_a_jwt_of_a_newly_rotated_key_is_never_401_on_the_defaults(make_app, better_auth_server):
     client = client_of(make_app(better_auth_server))
     user = better_auth_server.sign_up()

@@ -125,10 +125,16 @@ def jwt_of(server: AuthServer, kid: str | None = None, user_id: str = "jwt-user"
     return server.sign(server.claims(user_id, jti=uuid.uuid4().hex), kid=kid)
 
 
-def made_up_jwt(server: AuthServer) -> str:
-    """A JWT naming a key id nobody published: what an anonymous flood sends."""
-    kid = f"made-up-{uuid.uuid4().hex[:12]}"
-    return server.sign_with_unpublished_key(server.claims("victim", jti=uuid.uuid4().hex), kid=kid)
+def made_up_jwt(server: AuthServer, *, issued_at: int | None = None) -> str:
+    """A JWT naming a key id nobody published: what an anonymous flood sends. Issued an hour
+    ago unless said otherwise: before any look, which would have seen its key (one issued
+    after the last look is a 503 until the next one: a key made since)."""
+    claims = server.claims(
+        "victim",
+        jti=uuid.uuid4().hex,
+        iat=int(time.time()) - 3600 if issued_at is None else issued_at,
+    )
+    return server.sign_with_unpublished_key(claims, kid=f"made-up-{uuid.uuid4().hex[:12]}")
 
 
 def valid_session(server: AuthServer) -> str:

@@ -26,6 +26,7 @@ import functools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -51,6 +52,7 @@ GET_SESSION = "/api/auth/get-session"
 SESSION_COOKIES = ("__Secure-better-auth.session_token", "better-auth.session_token")
 NO_JWKS = (404, 410)  # a JWKS that does not exist: the server issues no JWTs (not a failure)
 MAX_CREDENTIAL_LENGTH = 4096
+MISADDRESSED_EVERY = 60.0  # seconds between warnings of JWTs for another address
 # What a session token (raw, or signed and URL-encoded) or a JWT can contain. Anything else is
 # refused before it is forwarded anywhere: a header we could not send would count as the
 # server's failure, and a client could then open the breaker for everyone.
@@ -88,6 +90,7 @@ class BetterAuth:
             breaker.probe = self.keys.probe
         self._flights: dict[bytes, Future[TokenCheck | Denied]] = {}
         self._flights_lock = threading.Lock()
+        self._misaddressed_at = -MISADDRESSED_EVERY
 
     # --- the request's side -----------------------------------------------------------------------
 
@@ -141,7 +144,7 @@ class BetterAuth:
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("The token names no signing key.")
         try:
-            signing_key = self.keys.key(kid)
+            signing_key = self.keys.key(kid, _issued_at(token))
         except BreakerOpen as error:  # no key at hand, and none to be had now
             raise self._unavailable(error) from None
         try:
@@ -157,6 +160,12 @@ class BetterAuth:
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("The token has expired.") from None
+        except (jwt.InvalidIssuerError, jwt.InvalidAudienceError) as error:
+            # Checked after the signature: a real token of the server, for another address.
+            self._misaddressed(token, error)
+            raise InvalidToken(
+                "The token was issued for another address than this server expects."
+            ) from None
         except (jwt.PyJWTError, ValueError, TypeError, UnicodeError):
             raise InvalidToken() from None
         subject, exp = claims["sub"], claims["exp"]
@@ -172,6 +181,26 @@ class BetterAuth:
         check = self._vouched(subject, email if isinstance(email, str) else None, None, expires_at)
         self.cache.put(key, check, ttl=(expires_at - datetime.now(UTC)).total_seconds())
         return check
+
+    def _misaddressed(self, token: str, error: jwt.PyJWTError) -> None:
+        """Tell the operator, once a minute at most, which settings to fix: the server signs
+        with its public baseURL as `iss` and `aud`, which differs from AUTH_SERVER_URL when
+        mita reaches it at another address (an internal host)."""
+        now = time.monotonic()
+        if now - self._misaddressed_at < MISADDRESSED_EVERY:
+            return
+        self._misaddressed_at = now
+        claims = jwt.decode(token, options={"verify_signature": False})
+        log.warning(
+            "a JWT signed by the auth server was refused (%s): its iss is %r and its aud %r, "
+            "but AUTH_JWT_ISSUER is %r and AUTH_JWT_AUDIENCE %r; set both to the auth "
+            "server's public baseURL",
+            error,
+            claims.get("iss"),
+            claims.get("aud"),
+            self.issuer,
+            self.audience,
+        )
 
     # --- opaque session tokens: GET /api/auth/get-session -----------------------------------------
 
@@ -298,6 +327,15 @@ class BetterAuth:
 def _is_jwt(source: str, token: str) -> bool:
     """The routing rule: a bearer credential with exactly two dots is a JWT."""
     return source == "bearer" and token.count(".") == 2
+
+
+def _issued_at(token: str) -> float | None:
+    """The token's `iat`, not yet verified: only ever a reason to look for a newer key."""
+    try:
+        issued_at = jwt.decode(token, options={"verify_signature": False}).get("iat")
+    except (jwt.PyJWTError, ValueError, TypeError, UnicodeError):
+        return None
+    return float(issued_at) if isinstance(issued_at, int | float) else None
 
 
 def _cache_key(source: str, token: str) -> str:
