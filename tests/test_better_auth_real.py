@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 import jwt
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -27,6 +28,7 @@ from tests.better_auth_real import (  # noqa: F401 (the fixtures)
     better_auth_server_fixture,
 )
 from tests.conftest import build_app, dispose
+from tests.gunicorn_server import migrated_sqlite_database, running_gunicorn
 from tests.races import poll
 from tests.test_better_auth import silence_probe
 
@@ -250,7 +252,28 @@ def test_a_jwt_of_a_server_reached_at_another_address_needs_its_public_url(
     assert_signed_in_as(me(configured, bearer(user.jwt)), user)
 
 
-# --- sign-out ----------------------------------------------------------------------------------
+# --- sign-out and expiry ------------------------------------------------------------------------
+
+
+def test_a_session_that_ended_at_the_server_is_refused_here_within_the_cache_ttl(
+    make_app, better_auth_server
+):
+    # Better Auth slides a session's end on use (get-session pushes expiresAt back once it is
+    # within `expiresIn - updateAge`), so a session ends when it goes unused: here, by its row.
+    ttl = 1.0
+    client = client_of(make_app(better_auth_server, AUTH_SESSION_CACHE_TTL=str(ttl)))
+    seen, unseen = better_auth_server.sign_up(), better_auth_server.sign_up()
+    assert_signed_in_as(me(client, bearer(seen.token)), seen)
+
+    for user in (seen, unseen):
+        better_auth_server.expire_in(user, -1)
+
+    refused = me(client, bearer(unseen.token))
+    assert refused.status_code == 401, refused.get_json()
+    time.sleep(ttl + 0.2)
+    refused = me(client, bearer(seen.token))
+    assert refused.status_code == 401, refused.get_json()
+    assert refused.get_json()["error"]["code"] == "invalid_token"
 
 
 def test_signing_out_at_the_server_ends_the_session_here_within_the_cache_ttl(
@@ -345,3 +368,37 @@ def test_a_jwt_of_a_newly_rotated_key_is_never_401_on_the_defaults(make_app, bet
         assert_unavailable(response)
     else:
         assert_signed_in_as(response, user)
+
+
+# --- served by gunicorn ----------------------------------------------------------------------
+
+
+def test_a_gunicorn_served_mita_on_its_defaults_takes_every_credential_form(
+    tmp_path, better_auth_server
+):
+    env = {"AUTH_MODE": "better-auth", "AUTH_SERVER_URL": better_auth_server.url}
+    user = better_auth_server.sign_up()
+    forms = {
+        "raw token": bearer(user.token),
+        "set-auth-token": bearer(user.auth_token),
+        "signed cookie": {"Cookie": user.cookie},
+        "jwt": bearer(user.jwt),
+    }
+    with (
+        running_gunicorn(
+            migrated_sqlite_database(tmp_path), tmp_path / "gunicorn.log", env=env
+        ) as server,
+        requests.Session() as http,
+    ):
+        answers = {
+            form: http.get(server.url("/api/users/me"), headers=headers, timeout=10)
+            for form, headers in forms.items()
+        }
+        bad = http.get(server.url("/api/users/me"), headers=bearer("nobody"), timeout=10)
+
+    ids = {form: answer.json()["data"]["id"] for form, answer in answers.items()}
+    assert all(answer.status_code == 200 for answer in answers.values()), answers
+    assert len(set(ids.values())) == 1, ids  # one local account
+    assert {answer.json()["data"]["email"] for answer in answers.values()} == {user.email}
+    assert bad.status_code == 401
+    assert bad.headers["WWW-Authenticate"].startswith("Bearer")
