@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import runpy
 import shutil
 import subprocess
@@ -88,6 +87,7 @@ from bench.auth_bench import (
 
 # The onboarding body the mobile app sends (the contract's), as the budget tests send it.
 from tests.budget_helpers import ONBOARDING
+from tests.gunicorn_server import connections_per_worker
 
 DB_NAME = f"{ab.DB_NAME}_framework"
 WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
@@ -505,18 +505,13 @@ def sessions_opened() -> int:
 
 
 def connection_split(server: Server) -> str:
-    """The client connections each worker holds, busiest first ("12/4"): a threaded worker keeps
-    every kept-alive connection it accepted, and which worker accepts one is a race."""
-    done = subprocess.run(
-        ["ss", "-tnpH", "state", "established", f"( sport = :{server.port} )"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=False,
-    )
-    held = re.findall(r"pid=(\d+)", done.stdout)
-    counts = sorted((held.count(str(pid)) for pid in _children(server.process.pid)), reverse=True)
-    return "/".join(map(str, counts)) if done.returncode == 0 else "?"
+    """The client connections each worker holds, busiest first ("8/8"): a threaded worker keeps
+    every kept-alive connection it accepted."""
+    try:
+        held = connections_per_worker(server.port, server.process.pid)
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return "/".join(map(str, sorted(held.values(), reverse=True)))
 
 
 def note_split(splits: dict[Key, str], key: Key, server: Server) -> None:

@@ -215,15 +215,22 @@ def thread_count(pid: int) -> int:
     raise AssertionError(f"no Threads: line for pid {pid}")
 
 
-def connections_per_worker(server: Server) -> dict[int, int]:
-    """The established client connections each worker holds (0 for a worker holding none),
-    from `ss`: a threaded worker keeps each kept-alive connection it accepted."""
+def holders(condition: str) -> list[int]:
+    """The PIDs holding the established TCP connections that match `ss`'s filter `condition`
+    ("sport = :8000"), one for each connection."""
     done = subprocess.run(
-        ["ss", "-tnpH", "state", "established", f"( sport = :{server.port} )"],
+        ["ss", "-tnpH", "state", "established", f"( {condition} )"],
         capture_output=True,
         text=True,
         timeout=5,
         check=True,
     )
-    held = re.findall(r"pid=(\d+)", done.stdout)
-    return {pid: held.count(str(pid)) for pid in children_of(server.pid)}
+    return [int(pid) for pid in re.findall(r"pid=(\d+)", done.stdout)]
+
+
+def connections_per_worker(port: int, master: int) -> dict[int, int]:
+    """The established client connections each worker of the gunicorn `master` listening on
+    `port` holds (0 for one holding none): a threaded worker keeps each kept-alive connection
+    it accepted."""
+    held = holders(f"sport = :{port}")
+    return {pid: held.count(pid) for pid in children_of(master)}

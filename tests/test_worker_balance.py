@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.gunicorn_server import (
     Server,
     children_of,
     connections_per_worker,
+    holders,
     migrated_sqlite_database,
     running_gunicorn,
 )
@@ -65,13 +65,13 @@ def close_all(server: Server, socks: list[socket.socket]) -> None:
     for sock in socks:
         sock.close()
     deadline = time.monotonic() + 5
-    while sum(connections_per_worker(server).values()):
-        assert time.monotonic() < deadline, connections_per_worker(server)
+    while sum(connections_per_worker(server.port, server.pid).values()):
+        assert time.monotonic() < deadline, connections_per_worker(server.port, server.pid)
         time.sleep(0.02)
 
 
 def split(server: Server) -> list[int]:
-    return sorted(connections_per_worker(server).values(), reverse=True)
+    return sorted(connections_per_worker(server.port, server.pid).values(), reverse=True)
 
 
 def even(counts: list[int]) -> bool:
@@ -80,17 +80,9 @@ def even(counts: list[int]) -> bool:
 
 def holder(server: Server, sock: socket.socket) -> int:
     """The PID of the worker holding the other end of `sock`."""
-    port = sock.getsockname()[1]
-    done = subprocess.run(
-        ["ss", "-tnpH", "state", "established", f"( sport = :{server.port} and dport = :{port} )"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=True,
-    )
-    pid = re.search(r"pid=(\d+)", done.stdout)
-    assert pid is not None, done.stdout
-    return int(pid.group(1))
+    held = holders(f"sport = :{server.port} and dport = :{sock.getsockname()[1]}")
+    assert len(held) == 1, held
+    return held[0]
 
 
 def answered_in(port: int) -> tuple[socket.socket, float]:
@@ -169,7 +161,7 @@ def test_a_killed_worker_does_not_keep_new_connections_waiting(tmp_path):
             socks.remove(sock)
             sock.close()
         deadline = time.monotonic() + 5
-        while connections_per_worker(server).get(victim):
+        while connections_per_worker(server.port, server.pid).get(victim):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         os.kill(victim, signal.SIGKILL)
@@ -204,7 +196,7 @@ def test_a_stalled_worker_holding_fewer_does_not_keep_new_connections_waiting(tm
                 sock, took = answered_in(server.port)
                 socks.append(sock)
                 seconds.append(took)
-            held = connections_per_worker(server)
+            held = connections_per_worker(server.port, server.pid)
         finally:
             os.kill(stalled, signal.SIGCONT)
         close_all(server, socks)
@@ -220,7 +212,7 @@ def test_connections_piled_on_one_worker_are_shed_to_the_other_once_it_takes_the
             # A pool of kept-alive connections, each connecting again when the server closes it.
             pool = [http.client.HTTPConnection(HOST, server.port, timeout=5) for _ in range(16)]
             health(pool)
-            piled = connections_per_worker(server)
+            piled = connections_per_worker(server.port, server.pid)
         finally:
             os.kill(stalled, signal.SIGCONT)
         time.sleep(SHED_PAUSE)
