@@ -335,16 +335,13 @@ def test_a_raw_token_unknown_as_a_bearer_is_not_asked_for_again(make_app, auth_s
 def test_with_bearer_transport_the_credential_is_forwarded_as_a_bearer_header_only(
     make_app, auth_server, presentation
 ):
-    headers_for, _, _ = PRESENTATIONS[presentation]
+    headers_for, credential_for, _ = PRESENTATIONS[presentation]
     client = client_of(make_app(AUTH_SESSION_TRANSPORT="bearer"))
     token = new_token()
     auth_server.add_session(token)
-    headers = headers_for(auth_server, token)
-    credential = headers["Authorization"].split()[1] if "Authorization" in headers else None
-    if credential is None:  # from the cookie: forwarded exactly as it came
-        credential = auth_server.session_cookie_value(token)
+    credential = credential_for(auth_server, token)  # as it came, from a cookie too
 
-    assert client.get(ME, headers=headers).status_code == 200
+    assert client.get(ME, headers=headers_for(auth_server, token)).status_code == 200
 
     sent = auth_server.last_headers(SESSION_PATH)
     assert sent.get_all("Authorization") == [f"Bearer {credential}"]

@@ -30,11 +30,17 @@ from tests.better_auth_real import (  # noqa: F401 (the fixtures)
 from tests.conftest import build_app, dispose
 from tests.gunicorn_server import migrated_sqlite_database, running_gunicorn
 from tests.races import poll
-from tests.test_better_auth import silence_probe
+from tests.test_better_auth import (
+    ME,
+    assert_unavailable,
+    bearer,
+    breaker_check,
+    client_of,
+    silence_probe,
+)
 
 pytestmark = pytest.mark.better_auth
 
-ME = "/api/users/me"
 WAIT = 10.0  # the bound on every wait for a state
 
 
@@ -60,15 +66,6 @@ def make_app(tmp_path: Any) -> Iterator[Callable[..., Flask]]:
         dispose(app)
 
 
-def client_of(app: Flask) -> FlaskClient:
-    """No cookie jar: the Cookie header a test sends is sent as it is."""
-    return app.test_client(use_cookies=False)
-
-
-def bearer(credential: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {credential}"}
-
-
 def me(client: FlaskClient, headers: dict[str, str]) -> Any:
     return client.get(ME, headers=headers)
 
@@ -76,21 +73,6 @@ def me(client: FlaskClient, headers: dict[str, str]) -> Any:
 def assert_signed_in_as(response: Any, user: SignedIn) -> None:
     assert response.status_code == 200, (response.status_code, response.get_json())
     assert response.get_json()["data"]["email"] == user.email
-
-
-def assert_unavailable(response: Any) -> None:
-    """503 auth_unavailable with a Retry-After of whole seconds: never a 401."""
-    assert response.status_code == 503, (response.status_code, response.get_json())
-    assert response.get_json()["error"]["code"] == "auth_unavailable"
-    assert response.headers.get("Retry-After", "").isdigit(), response.headers
-    assert int(response.headers["Retry-After"]) >= 1
-
-
-def auth_server_check(client: FlaskClient) -> dict[str, Any]:
-    response = client.get("/ready")
-    assert response.status_code == 200, response.get_json()
-    check: dict[str, Any] = response.get_json()["data"]["checks"]["auth_server"]
-    return check
 
 
 def kid_of(token: str) -> str:
@@ -307,14 +289,14 @@ def test_a_failing_server_gets_503_never_401_and_the_breaker_closes_again_with_n
     better_auth_server.fail()
     for user in users:  # sessions not seen before: each needs the server
         assert_unavailable(me(client, {"Cookie": user.cookie}))
-    assert auth_server_check(client)["breaker"]["state"] == "open"
+    assert breaker_check(client)["breaker"]["state"] == "open"
     # A session already vouched for keeps passing while the server is down.
     assert_signed_in_as(me(client, {"Cookie": signed_in.cookie}), signed_in)
 
     better_auth_server.normal()
-    closed = poll(lambda: auth_server_check(client)["breaker"]["state"] == "closed", WAIT)
+    closed = poll(lambda: breaker_check(client)["breaker"]["state"] == "closed", WAIT)
 
-    assert closed, auth_server_check(client)
+    assert closed, breaker_check(client)
     for user in users:
         assert_signed_in_as(me(client, {"Cookie": user.cookie}), user)
 
